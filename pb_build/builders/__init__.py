@@ -1,0 +1,20 @@
+"""The explicit registry of source builders: adding a source is one module plus one line here."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from pb_build.builders import quickdraw
+from pb_build.errors import PbBuildError
+
+REGISTRY: dict[str, ModuleType] = {
+    quickdraw.name: quickdraw,
+}
+
+
+def get_builder(source: str) -> ModuleType:
+    """The builder module registered as ``source``."""
+    try:
+        return REGISTRY[source]
+    except KeyError:
+        raise PbBuildError(f"unknown source {source!r}; known sources: {', '.join(sorted(REGISTRY))}") from None

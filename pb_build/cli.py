@@ -1,0 +1,125 @@
+"""The pb-build command line: a thin click layer that parses, calls and reports."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+
+from pb_build import __version__
+from pb_build.builders import REGISTRY
+from pb_build.errors import PbBuildError
+
+
+def _fail(err: BaseException) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """Turns expected failures into one line on stderr and a non-zero exit (tracebacks only with --debug)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PbBuildError as err:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            _fail(err)
+        except OSError as err:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            _fail(f"{err.filename or ''}: {err.strerror or err}".lstrip(": "))
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing was written at the target", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="pb-build")
+@click.option("--debug", is_flag=True, help="Show full tracebacks.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Build, version and check ProactiveBench releases from raw datasets."""
+    ctx.obj = {"debug": debug}
+
+
+@main.command("list")
+def list_sources() -> None:
+    """List the registered sources."""
+    for name, builder in sorted(REGISTRY.items()):
+        click.echo(f"{name:12s} {builder.info.official_name:28s} v{builder.VERSION}  {builder.info.licence}")
+
+
+def _source_command(builder: ModuleType) -> click.Command:
+    fields = [f for f in dataclasses.fields(builder.Config) if f.name != "seed"]
+
+    def run(raw: Path | None, sample: bool, out: Path, seed: int, workers: int | None, skip_bad: bool,
+            overwrite: bool, quiet: bool, cache_dir: Path | None, **params: Any) -> None:
+        from pb_build.pipeline import default_workers
+        from pb_build.writers.release import SourceJob, build_release
+
+        config = builder.Config(seed=seed, **{f.name: params[f.name] for f in fields})
+        if sample and raw is not None:
+            raise PbBuildError("--sample and --raw are exclusive")
+        if sample:
+            raw = builder.sample_dir()
+        elif raw is None:
+            raw = builder.fetch(config, cache_dir, progress=not quiet)
+        started = time.perf_counter()
+        reports = build_release(out, [SourceJob(builder, config, raw, sample)], workers=workers or default_workers(),
+                                skip_bad=skip_bad, overwrite=overwrite, progress=not quiet)
+        elapsed = time.perf_counter() - started
+        for r in reports:
+            click.echo(f"built {r.source} ({r.official_name}): {r.samples} samples, {r.frames} frames, "
+                       f"{r.files} official files -> {out} in {elapsed:.1f}s")
+            if r.skipped:
+                click.echo(f"skipped {len(r.skipped)} bad record(s):")
+                for s in r.skipped[:20]:
+                    loc = f"{s['path']}:{s['line']}" if s["line"] is not None else s["path"]
+                    click.echo(f"  {loc}: {s['cause']}")
+
+    params: list[click.Parameter] = [
+        click.Option(["--raw"], type=click.Path(path_type=Path), help="Local folder of raw files."),
+        click.Option(["--sample"], is_flag=True, help="Use the bundled synthetic demo sample."),
+        click.Option(["--out"], type=click.Path(path_type=Path), required=True, help="Release folder to write."),
+        click.Option(["--seed"], type=int, default=0, show_default=True, help="Release seed."),
+        click.Option(["--workers"], type=click.IntRange(min=1), help="Worker processes [default: CPUs]."),
+        click.Option(["--skip-bad"], is_flag=True, help="Count and skip bad raw records instead of stopping."),
+        click.Option(["--overwrite"], is_flag=True, help="Replace an existing release at --out."),
+        click.Option(["--quiet"], is_flag=True, help="No progress bars."),
+        click.Option(["--cache-dir"], type=click.Path(path_type=Path), envvar="PB_BUILD_CACHE",
+                     help="Download cache [default: ~/.cache/pb-build]."),
+    ]
+    for f in fields:
+        default = f.default
+        params.append(click.Option([f"--{f.name.replace('_', '-')}"], type=type(default), default=default,
+                                   show_default=True, help=f.metadata.get("help", "")))
+    doc = f"Build the {builder.info.official_name} source into a release folder."
+    return click.Command(builder.name, callback=run, params=params, help=doc, short_help=doc)
+
+
+for _builder in REGISTRY.values():
+    main.add_command(_source_command(_builder))
+
+
+@main.command()
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def verify(release: Path, quiet: bool) -> None:
+    """Check a release: schemas, frames, checksums and an oracle replay of every episode."""
+    from pb_build.verify import verify_release
+
+    result = verify_release(release, progress=not quiet)
+    click.echo(result.table())
+    if result.problems:
+        click.echo(f"{len(result.problems)} problem(s):", err=True)
+        for p in result.problems[:50]:
+            click.echo(f"  {p}", err=True)
+        sys.exit(1)
+    click.echo(f"OK: {release} verified")

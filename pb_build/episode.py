@@ -1,0 +1,128 @@
+"""The episode model: every benchmark sample is an explicit finite state machine.
+
+A state shows one frame and a subset of the episode's options (in their stored order) followed by the four
+categories. In a state some shown options are *valid* proactive suggestions, each leading to a target state;
+the correct category may or may not be accepted there. A turn limit (``max_steps``) bounds every episode.
+Builders produce episodes; writers, ``verify`` and the evaluator only ever see this model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pb_build.errors import InvalidEpisode
+from pb_build.strings import check_strings
+
+
+@dataclass(frozen=True)
+class State:
+    """One state: the frame shown, the options shown, which choices are correct and where moves lead."""
+
+    frame: int
+    shown: tuple[int, ...]
+    valid: tuple[int, ...] = ()
+    targets: tuple[int, ...] = ()
+    answer_valid: bool = True
+
+    def target_of(self, option: int) -> int:
+        """The state reached by choosing the valid option ``option``."""
+        return self.targets[self.valid.index(option)]
+
+
+@dataclass(frozen=True)
+class OfficialFile:
+    """A file of the official layout, at ``path`` relative to ``test/``."""
+
+    path: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class OfficialExport:
+    """How an episode appears in the official ``test/<name>_preprocessed.jsonl`` layout."""
+
+    name: str
+    record: dict[str, Any]
+    files: tuple[OfficialFile, ...]
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A complete sample: frames, option strings, the state machine, its limits and its official export."""
+
+    source: str
+    key: str
+    prompt: str
+    options: tuple[str, ...]
+    categories: tuple[str, ...]
+    answer: str
+    frames: tuple[bytes, ...]
+    states: tuple[State, ...]
+    reference_frame: int
+    max_steps: int
+    initial_state: int = 0
+    hint: str = ""
+    pre_prompt: str = ""
+    abstain: tuple[int, ...] = ()
+    official: OfficialExport | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> Episode:
+        """Check the state machine and the official string rules; return self or raise InvalidEpisode."""
+        problems = list(_structure_problems(self))
+        if not problems:
+            problems += check_strings(self)
+            problems += _reachability_problems(self)
+        if problems:
+            raise InvalidEpisode(f"episode {self.key}: " + "; ".join(problems))
+        return self
+
+
+def _structure_problems(ep: Episode) -> list[str]:
+    out: list[str] = []
+    n_opt, n_frames, n_states = len(ep.options), len(ep.frames), len(ep.states)
+    if len(ep.categories) != 4:
+        out.append(f"needs 4 categories, has {len(ep.categories)}")
+    if ep.answer not in ep.categories:
+        out.append(f"answer {ep.answer!r} is not one of the categories")
+    if not n_states:
+        out.append("has no states")
+    if not 0 <= ep.initial_state < max(n_states, 1):
+        out.append(f"initial state {ep.initial_state} out of range")
+    if not 0 <= ep.reference_frame < n_frames:
+        out.append(f"reference frame {ep.reference_frame} out of range")
+    if ep.max_steps < 1:
+        out.append("max_steps must be at least 1")
+    if len(ep.abstain) != 1 or not all(0 <= i < n_opt for i in ep.abstain):
+        out.append("needs exactly one abstain option")
+    for s_idx, st in enumerate(ep.states):
+        where = f"state {s_idx}"
+        if not 0 <= st.frame < n_frames:
+            out.append(f"{where}: frame {st.frame} out of range")
+        if list(st.shown) != sorted(set(st.shown)) or any(not 0 <= i < n_opt for i in st.shown):
+            out.append(f"{where}: shown options must be distinct option indices in stored order")
+        if any(i not in st.shown for i in st.valid):
+            out.append(f"{where}: a valid option is not shown")
+        if any(i in ep.abstain for i in st.valid):
+            out.append(f"{where}: the abstain option cannot be valid")
+        if len(st.targets) != len(st.valid) or any(not 0 <= t < n_states for t in st.targets):
+            out.append(f"{where}: every valid option needs a target state")
+    return out
+
+
+def _reachability_problems(ep: Episode) -> list[str]:
+    from pb_build.replay import oracle_path
+
+    path = oracle_path(ep)
+    if path is None:
+        return [f"the correct answer is not reachable within {ep.max_steps} turns"]
+    return []
+
+
+def official_line(ep: Episode, sample_id: int) -> str:
+    """The official JSONL line of an episode, with its id first."""
+    if ep.official is None:
+        raise InvalidEpisode(f"episode {ep.key} has no official export")
+    return json.dumps({"id": sample_id, **ep.official.record}, ensure_ascii=False)

@@ -1,0 +1,36 @@
+"""One error hierarchy: every user-facing failure is a one-line message naming the file and the cause."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class PbBuildError(Exception):
+    """A failure caused by the user's input or environment; the CLI prints it as one line."""
+
+
+@dataclass
+class BadRecord(PbBuildError):
+    """One raw record (or file) that cannot be used; skippable with ``--skip-bad``."""
+
+    path: str | Path
+    cause: str
+    line: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    @property
+    def location(self) -> str:
+        return f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.cause}"
+
+    def as_dict(self) -> dict:
+        return {"path": str(self.path), "line": self.line, "cause": self.cause}
+
+
+class InvalidEpisode(PbBuildError):
+    """An episode that breaks the state-machine or official-string rules (a builder bug or bad data)."""

@@ -1,0 +1,1 @@
+"""Release recipes and the code that records provenance (manifest.json, SHA256SUMS)."""

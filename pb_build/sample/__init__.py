@@ -1,0 +1,1 @@
+"""Bundled demo samples: synthetic raw data made by pb-build in each source's original format."""

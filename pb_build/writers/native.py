@@ -1,0 +1,172 @@
+"""Native config writer: parquet shards with frames embedded as images and the state machine in columns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Features, Image, List, Value
+
+from pb_build.episode import Episode, OfficialExport, OfficialFile, State
+
+ROW_GROUP = 100
+DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
+
+_i32 = Value("int32")
+_str = Value("string")
+
+FEATURES = Features(
+    {
+        "id": Value("int64"),
+        "key": _str,
+        "source": _str,
+        "official_name": _str,
+        "prompt": _str,
+        "options": List(_str),
+        "abstain_option": _i32,
+        "categories": List(_str),
+        "answer": _str,
+        "frames": List(Image()),
+        "states": List(
+            {"frame": _i32, "shown": List(_i32), "valid": List(_i32), "targets": List(_i32),
+             "answer_valid": Value("bool")}
+        ),
+        "initial_state": _i32,
+        "reference_frame": _i32,
+        "max_steps": _i32,
+        "hint": _str,
+        "pre_prompt": _str,
+        "official_record": _str,
+        "official_files": List(_str),
+        "meta": _str,
+    }
+)
+SCHEMA = FEATURES.arrow_schema
+
+
+def to_row(ep: Episode, sample_id: int) -> dict[str, Any]:
+    """The native row of an episode."""
+    official = ep.official
+    return {
+        "id": sample_id,
+        "key": ep.key,
+        "source": ep.source,
+        "official_name": official.name if official else "",
+        "prompt": ep.prompt,
+        "options": list(ep.options),
+        "abstain_option": ep.abstain[0],
+        "categories": list(ep.categories),
+        "answer": ep.answer,
+        "frames": [{"bytes": f, "path": None} for f in ep.frames],
+        "states": [
+            {"frame": s.frame, "shown": list(s.shown), "valid": list(s.valid), "targets": list(s.targets),
+             "answer_valid": s.answer_valid}
+            for s in ep.states
+        ],
+        "initial_state": ep.initial_state,
+        "reference_frame": ep.reference_frame,
+        "max_steps": ep.max_steps,
+        "hint": ep.hint,
+        "pre_prompt": ep.pre_prompt,
+        "official_record": json.dumps({"id": sample_id, **official.record}, ensure_ascii=False) if official else "",
+        "official_files": [f.path for f in official.files] if official else [],
+        "meta": json.dumps(ep.meta, ensure_ascii=False, sort_keys=True),
+    }
+
+
+def from_row(row: dict[str, Any]) -> Episode:
+    """Rebuild an episode from a native row (frames as encoded bytes; official files without data)."""
+    record = json.loads(row["official_record"]) if row["official_record"] else None
+    official = None
+    if record is not None:
+        record.pop("id", None)
+        files = tuple(OfficialFile(p, b"") for p in row["official_files"])
+        official = OfficialExport(row["official_name"], record, files)
+    return Episode(
+        source=row["source"],
+        key=row["key"],
+        prompt=row["prompt"],
+        options=tuple(row["options"]),
+        categories=tuple(row["categories"]),
+        answer=row["answer"],
+        frames=tuple(f["bytes"] for f in row["frames"]),
+        states=tuple(
+            State(s["frame"], tuple(s["shown"]), tuple(s["valid"]), tuple(s["targets"]), s["answer_valid"])
+            for s in row["states"]
+        ),
+        reference_frame=row["reference_frame"],
+        max_steps=row["max_steps"],
+        initial_state=row["initial_state"],
+        hint=row["hint"],
+        pre_prompt=row["pre_prompt"],
+        abstain=(row["abstain_option"],),
+        official=official,
+        meta=json.loads(row["meta"]),
+    )
+
+
+class NativeWriter:
+    """Streams rows into ``<dir>/<split>-XXXXX-of-NNNNN.parquet`` shards, rolling over at ``shard_bytes``."""
+
+    def __init__(self, folder: Path, split: str = "test", shard_bytes: int = DEFAULT_SHARD_BYTES):
+        self.folder, self.split, self.shard_bytes = folder, split, shard_bytes
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._shards: list[Path] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._batch: list[dict[str, Any]] = []
+        self._batch_bytes = 0
+        self._shard_bytes = 0
+        self.rows = 0
+
+    def write(self, ep: Episode, sample_id: int) -> None:
+        """Append one episode."""
+        row = to_row(ep, sample_id)
+        self._batch.append(row)
+        self._batch_bytes += sum(len(f) for f in ep.frames)
+        self.rows += 1
+        if len(self._batch) >= ROW_GROUP:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._batch:
+            return
+        if self._writer is None or self._shard_bytes >= self.shard_bytes:
+            self._roll()
+        assert self._writer is not None
+        self._writer.write_table(pa.Table.from_pylist(self._batch, schema=SCHEMA), row_group_size=ROW_GROUP)
+        self._shard_bytes += self._batch_bytes
+        self._batch, self._batch_bytes = [], 0
+
+    def _roll(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        path = self.folder / f".{self.split}-{len(self._shards):05d}.parquet"
+        self._shards.append(path)
+        self._writer = pq.ParquetWriter(path, SCHEMA, compression="snappy")
+        self._shard_bytes = 0
+
+    def close(self) -> list[Path]:
+        """Finish the last shard and give shards their final ``-of-N`` names; returns the final paths."""
+        self._flush()
+        if self._writer is None:
+            self._roll()  # an empty split still gets one (empty) shard so the config loads
+        assert self._writer is not None
+        self._writer.close()
+        total = len(self._shards)
+        final = []
+        for i, tmp in enumerate(self._shards):
+            dest = self.folder / f"{self.split}-{i:05d}-of-{total:05d}.parquet"
+            tmp.rename(dest)
+            final.append(dest)
+        return final
+
+
+def read_rows(paths: list[Path]):
+    """Iterate the rows of parquet shards as dicts, one row group at a time."""
+    for path in paths:
+        pf = pq.ParquetFile(path)
+        for rg in range(pf.num_row_groups):
+            yield from pf.read_row_group(rg).to_pylist()

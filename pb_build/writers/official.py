@@ -1,0 +1,54 @@
+"""Official-layout writer: ``test/<Name>_preprocessed.jsonl`` plus the frames its templates name."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path, PurePosixPath
+
+from pb_build.episode import Episode, official_line
+from pb_build.errors import InvalidEpisode
+
+
+class OfficialWriter:
+    """Appends records to the JSONL file and writes each frame file once (shared frames are allowed)."""
+
+    def __init__(self, test_dir: Path, official_name: str):
+        self.test_dir = test_dir
+        self.name = official_name
+        test_dir.mkdir(parents=True, exist_ok=True)
+        self.jsonl_path = test_dir / f"{official_name}_preprocessed.jsonl"
+        self._jsonl = open(self.jsonl_path, "w", encoding="utf-8", newline="\n")
+        self._written: dict[str, str] = {}
+        self.records = 0
+
+    def write(self, ep: Episode, sample_id: int) -> None:
+        """Write the record of ``ep`` with id ``sample_id`` and its files."""
+        assert ep.official is not None
+        if ep.official.name != self.name:
+            raise InvalidEpisode(f"episode {ep.key} exports to {ep.official.name}, not {self.name}")
+        for f in ep.official.files:
+            self._write_file(f.path, f.data, ep.key)
+        self._jsonl.write(official_line(ep, sample_id) + "\n")
+        self.records += 1
+
+    def _write_file(self, rel: str, data: bytes, key: str) -> None:
+        rel_path = PurePosixPath(rel)
+        if rel_path.is_absolute() or ".." in rel_path.parts:
+            raise InvalidEpisode(f"episode {key}: official path {rel!r} must stay inside test/")
+        digest = hashlib.sha256(data).hexdigest()
+        previous = self._written.get(rel)
+        if previous is not None:
+            if previous != digest:
+                raise InvalidEpisode(f"episode {key}: {rel} was already written with different content")
+            return
+        dest = self.test_dir / rel_path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.write_bytes(data)
+        self._written[rel] = digest
+
+    @property
+    def files(self) -> int:
+        return len(self._written)
+
+    def close(self) -> None:
+        self._jsonl.close()
