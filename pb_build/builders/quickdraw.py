@@ -94,7 +94,13 @@ class Config:
     frames: int = field(default=5, metadata={"help": "Frames per sample (fewer when a drawing has fewer strokes)."})
     image_size: int = field(default=256, metadata={"help": "Frame side in pixels."})
     format: str = field(default="auto", metadata={"help": "Raw format: auto, simplified, raw or binary."})
+    categories: str = field(default="", metadata={
+        "help": "Comma-separated categories to build [default: every file of --raw, or all 345 when fetching]."})
     seed: int = 0
+
+    @property
+    def category_list(self) -> list[str]:
+        return [c.strip() for c in self.categories.split(",") if c.strip()]
 
     def __post_init__(self) -> None:
         if self.per_class < 1 or self.pool < self.per_class:
@@ -114,9 +120,7 @@ def sample_dir() -> Path:
 
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
     """Download the start of every category's simplified file, enough for the pool."""
-    from pb_build.raw.quickdraw_fetch import fetch as fetch_categories
-
-    return fetch_categories(CATEGORIES, config.pool, cache_dir, progress=progress)
+    return raw.fetch(config.category_list or CATEGORIES, config.pool, cache_dir, progress=progress)
 
 
 def _file_format(path: Path, wanted: str) -> str:
@@ -130,11 +134,17 @@ def _file_format(path: Path, wanted: str) -> str:
     return "raw" if b"." in head.split(b'"drawing"', 1)[-1] else "simplified"
 
 
-def raw_files(raw_dir: Path) -> list[Path]:
-    """The category files of a raw folder, sorted by name."""
+def raw_files(raw_dir: Path, categories: list[str]) -> list[Path]:
+    """The category files of a raw folder (only ``categories`` when given), sorted by name."""
     if not raw_dir.is_dir():
         raise PbBuildError(f"{raw_dir}: raw folder does not exist or is not a folder")
     files = sorted(p for p in raw_dir.iterdir() if p.suffix in (".ndjson", ".bin") and p.is_file())
+    if categories:
+        missing = sorted(set(categories) - {p.stem for p in files})
+        if missing:
+            raise PbBuildError(f"{raw_dir}: no raw file for categor{'y' if len(missing) == 1 else 'ies'} "
+                               f"{', '.join(map(repr, missing))}")
+        files = [p for p in files if p.stem in categories]
     if not files:
         raise PbBuildError(f"{raw_dir}: no QuickDraw .ndjson or .bin files found")
     return files
@@ -142,7 +152,7 @@ def raw_files(raw_dir: Path) -> list[Path]:
 
 def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     """Select ``per_class`` drawings per category file and return them as work units."""
-    files = raw_files(raw_dir)
+    files = raw_files(raw_dir, config.category_list)
     known = set(CATEGORIES)
     units: list[WorkUnit] = []
     for path in files:

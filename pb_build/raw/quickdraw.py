@@ -1,4 +1,4 @@
-"""Quick, Draw! raw data: streaming readers for simplified/raw ndjson and binary files, and the category list.
+"""Quick, Draw! raw data: streaming readers (simplified/raw ndjson, binary), the category list, and the fetcher.
 
 Every reader yields :class:`Drawing` records in file order and never loads a whole file. A bad record raises
 :class:`BadRecord` naming the file and line, or is handed to ``on_bad`` (``--skip-bad``) and skipped.
@@ -7,15 +7,20 @@ Data licence: CC BY 4.0, Google (https://github.com/googlecreativelab/quickdraw-
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
-from pb_build.errors import BadRecord
+from pb_build.errors import BadRecord, PbBuildError
+from pb_build.raw.download import cache_root, download_prefix
+from pb_build.raw.quickdraw_categories import CATEGORIES
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -191,3 +196,76 @@ def pack_binary(drawings: list[Drawing], timestamp: int = 0) -> bytes:
         for xs, ys in d.strokes:
             out += struct.pack("<H", len(xs)) + bytes(int(v) for v in xs) + bytes(int(v) for v in ys)
     return bytes(out)
+
+
+# Fetching: each category file is tens of MB, but a benchmark needs only a pool of drawings per category, so
+# only a prefix holding that many is read (HTTP Range), and a later call with a bigger pool resumes from there.
+BASE_URL = "https://storage.googleapis.com/quickdraw_dataset/full"
+# A pool of ~100 drawings is ~100 KB; a small chunk avoids reading megabytes per category.
+FETCH_CHUNK_BYTES = 256 * 1024
+URL_ENV = "PB_BUILD_QUICKDRAW_URL"
+CACHE_SUBDIR = Path("quickdraw") / "simplified"
+
+
+def category_url(category: str, base_url: str = BASE_URL) -> str:
+    """The URL of a category's simplified ndjson file (spaces become %20, capitals stay)."""
+    return f"{base_url.rstrip('/')}/simplified/{quote(category)}.ndjson"
+
+
+def check_categories(categories: Iterable[str]) -> list[str]:
+    """The categories in order without repeats; raises :class:`PbBuildError` naming any unknown ones."""
+    wanted = list(dict.fromkeys(categories))
+    known = set(CATEGORIES)
+    unknown = [c for c in wanted if c not in known]
+    if unknown:
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, CATEGORIES, n=1)
+            hints.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        noun = "category" if len(unknown) == 1 else "categories"
+        raise PbBuildError(f"unknown QuickDraw {noun}: {', '.join(hints)}")
+    return wanted
+
+
+class RecognizedCounter:
+    """A prefix predicate: true once the lines seen hold ``pool`` eligible drawings (recognised, 2+ strokes)."""
+
+    def __init__(self, pool: int) -> None:
+        self.pool = pool
+        self.count = 0
+
+    def __call__(self, lines: bytes) -> bool:
+        for line in lines.splitlines():
+            if line.strip() and _recognized(line):
+                self.count += 1
+        return self.count >= self.pool
+
+
+def _recognized(line: bytes) -> bool:
+    # Malformed lines count as not eligible; the builder's reader reports them with file and line.
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return (isinstance(record, dict) and record.get("recognized") is True
+            and isinstance(record.get("drawing"), list) and len(record["drawing"]) >= 2)
+
+
+def fetch(categories: Iterable[str], pool: int, cache_dir: Path | None = None, *,
+          base_url: str | None = None, progress: bool = True,
+          chunk_bytes: int = FETCH_CHUNK_BYTES) -> Path:
+    """Cache a prefix of each category's simplified file with at least ``pool`` recognized drawings.
+
+    A file with fewer is fetched whole. ``cache_dir`` overrides the cache root (see
+    :func:`~pb_build.raw.download.cache_root`); ``base_url`` defaults to ``$PB_BUILD_QUICKDRAW_URL``, then
+    :data:`BASE_URL`. Returns the folder of ``<category>.ndjson`` files, a raw folder for the builder.
+    """
+    if pool < 1:
+        raise PbBuildError(f"the pool of drawings per category must be at least 1, got {pool}")
+    wanted = check_categories(categories)
+    base = base_url or os.environ.get(URL_ENV) or BASE_URL
+    folder = cache_root(cache_dir) / CACHE_SUBDIR
+    for category in wanted:
+        download_prefix(category_url(category, base), folder / f"{category}.ndjson", RecognizedCounter(pool),
+                        chunk_bytes=chunk_bytes, progress=progress)
+    return folder

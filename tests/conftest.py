@@ -1,0 +1,58 @@
+"""Shared fixtures: isolated caches, the optional real raw samples, and raw-file makers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
+QD_FIXTURES = SHARED_FIXTURES / "quickdraw"
+
+requires_shared = pytest.mark.skipif(
+    not QD_FIXTURES.is_dir(), reason=f"real raw samples not found at {SHARED_FIXTURES} (only in the project checkout)"
+)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network, no user caches, no tokens."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "hf" / "datasets"))
+    monkeypatch.setenv("PB_BUILD_CACHE", str(home / "pb-build"))
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+
+
+def drawing_record(word: str, key_id: str, strokes: list, recognized: bool = True) -> dict:
+    """A record in the QuickDraw simplified ndjson format."""
+    return {"word": word, "countrycode": "ZZ", "timestamp": "2017-03-01 10:00:00.1234 UTC",
+            "recognized": recognized, "key_id": key_id, "drawing": strokes}
+
+
+def square_strokes(n: int, offset: int = 0) -> list:
+    """``n`` small distinct strokes with integer coordinates in 0..255."""
+    return [[[10 + 20 * i + offset, 25 + 20 * i + offset], [10 + 7 * i, 200 - 9 * i]] for i in range(n)]
+
+
+def write_ndjson(path: Path, records: list[dict], trailing_newline: bool = True) -> Path:
+    """Write records one per line, the way the real files are laid out."""
+    text = "\n".join(json.dumps(r, separators=(",", ":")) for r in records)
+    path.write_text(text + ("\n" if trailing_newline else ""), encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def small_raw(tmp_path: Path) -> Path:
+    """A raw folder with two categories of 6 recognised multi-stroke drawings each."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for c_idx, word in enumerate(("cat", "The Eiffel Tower")):
+        records = [drawing_record(word, str(5_000_000_000_000_000 + c_idx * 100 + i), square_strokes(2 + i % 5, i))
+                   for i in range(6)]
+        write_ndjson(raw / f"{word}.ndjson", records)
+    return raw

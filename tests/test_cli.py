@@ -1,0 +1,91 @@
+"""The command line: the README commands, summaries, and one-line errors without tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from pb_build.cli import main
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def test_sample_build_then_verify(tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    code, output = run("quickdraw", "--sample", "--out", str(out), "--quiet", "--workers", "1")
+    assert code == 0, output
+    assert "built quickdraw (QuickDraw): 40 samples" in output
+    code, output = run("verify", str(out), "--quiet")
+    assert code == 0, output
+    assert "100.0%" in output and "verified" in output
+    card = (out / "README.md").read_text()
+    assert "Synthetic demo data" in card
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).parent / "pb-build"
+    proc = subprocess.run([str(exe), "list"], capture_output=True, text=True, check=True)
+    assert "quickdraw" in proc.stdout and "QuickDraw" in proc.stdout
+
+
+def assert_one_line_error(code: int, output: str, *fragments: str) -> None:
+    assert code != 0
+    assert "Traceback" not in output
+    lines = [line for line in output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_malformed_line_is_one_clear_error(small_raw: Path, tmp_path: Path) -> None:
+    cat = small_raw / "cat.ndjson"
+    cat.write_text(cat.read_text() + '{"word": "cat"\n')
+    out = tmp_path / "rel"
+    code, output = run("quickdraw", "--raw", str(small_raw), "--out", str(out), "--quiet", "--workers", "1")
+    assert_one_line_error(code, output, f"{cat}:7", "malformed JSON")
+    assert not out.exists()
+
+
+def test_skip_bad_lists_skips_in_the_summary(small_raw: Path, tmp_path: Path) -> None:
+    cat = small_raw / "cat.ndjson"
+    cat.write_text(cat.read_text() + '{"word": "cat"\n')
+    code, output = run("quickdraw", "--raw", str(small_raw), "--out", str(tmp_path / "rel"), "--quiet",
+                       "--workers", "1", "--skip-bad")
+    assert code == 0, output
+    assert "skipped 1 bad record(s)" in output and "cat.ndjson:7: malformed JSON" in output
+
+
+def test_user_errors(tmp_path: Path, small_raw: Path) -> None:
+    code, output = run("quickdraw", "--raw", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--quiet")
+    assert_one_line_error(code, output, "missing", "does not exist")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "x.txt").write_text("x")
+    code, output = run("quickdraw", "--raw", str(small_raw), "--out", str(foreign), "--quiet")
+    assert_one_line_error(code, output, "not a pb-build release")
+    code, output = run("quickdraw", "--raw", str(small_raw), "--out", str(tmp_path / "o"), "--categories", "dog")
+    assert_one_line_error(code, output, "no raw file for category 'dog'")
+    code, output = run("quickdraw", "--sample", "--out", str(tmp_path / "o"), "--per-class", "0")
+    assert_one_line_error(code, output, "--per-class")
+    code, output = run("verify", str(foreign))
+    assert_one_line_error(code, output, "not a pb-build release")
+    unknown = small_raw / "catt.ndjson"
+    unknown.write_text("")
+    code, output = run("quickdraw", "--raw", str(small_raw), "--out", str(tmp_path / "o"), "--quiet")
+    assert_one_line_error(code, output, "catt.ndjson", "unknown category 'catt'")
+    assert not (tmp_path / "o").exists()
+
+
+def test_verify_fails_on_a_tampered_release(tmp_path: Path) -> None:
+    out = tmp_path / "release"
+    assert run("quickdraw", "--sample", "--out", str(out), "--quiet", "--workers", "1")[0] == 0
+    (out / "README.md").write_text("changed")
+    code, output = run("verify", str(out), "--quiet")
+    assert code == 1
+    assert "README.md: checksum does not match SHA256SUMS" in output
