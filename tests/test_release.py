@@ -178,3 +178,27 @@ def test_verify_reports_tampering(small_raw: Path, tmp_path: Path) -> None:
     assert "needs 4 categories including the answer" in problems
     assert "does not exist" in problems
     assert "listed in SHA256SUMS but missing" in problems
+
+
+@requires_shared
+def test_raw_and_binary_formats_build_verified_releases(tmp_path: Path) -> None:
+    from pb_build.raw.quickdraw import pack_binary, read_drawings
+
+    raw_dir = tmp_path / "rawfmt"
+    raw_dir.mkdir()
+    shutil.copy(QD_FIXTURES / "raw" / "cat.first3.ndjson", raw_dir / "cat.ndjson")
+    out = build(raw_dir, tmp_path / "raw-rel", per_class=3, pool=3)
+    assert verify_release(out).problems == [] and len(records(out)) == 3
+    assert read_manifest(out)["sources"][0]["parameters"]["format"] == "auto"
+
+    bin_dir = tmp_path / "binfmt"
+    bin_dir.mkdir()
+    drawings = list(read_drawings(QD_FIXTURES / "simplified" / "banana.ndjson"))
+    (bin_dir / "banana.bin").write_bytes(pack_binary(drawings))
+    out = build(bin_dir, tmp_path / "bin-rel", per_class=5, pool=25)
+    assert verify_release(out).problems == [] and len(records(out)) == 5
+    # The same drawings from ndjson and from .bin give the same official records.
+    nd_dir = tmp_path / "ndfmt"
+    nd_dir.mkdir()
+    shutil.copy(QD_FIXTURES / "simplified" / "banana.ndjson", nd_dir)
+    assert records(build(nd_dir, tmp_path / "nd-rel", per_class=5, pool=25)) == records(out)

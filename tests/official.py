@@ -1,0 +1,84 @@
+"""Helpers to run the official ``proactivebench`` environments (Python 3.12 only) from the pytest process.
+
+The official package runs in its own interpreter: ``$PB_OFFICIAL_PYTHON`` or ``<repo>/.venv312/bin/python``.
+``run_official`` feeds ``tests/official_driver.py`` a batch of jobs and returns one result per job.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+DRIVER = Path(__file__).resolve().parent / "official_driver.py"
+ENV_VAR = "PB_OFFICIAL_PYTHON"
+SETUP_HINT = (
+    "official proactivebench needs Python 3.12: create .venv312 with `PYENV_VERSION=3.12.1 python3.12 -m venv "
+    ".venv312 && .venv312/bin/pip install proactivebench --no-deps jsonlines attrs pillow`"
+)
+
+
+def official_python() -> Path:
+    """The interpreter that should have the official package."""
+    configured = os.environ.get(ENV_VAR)
+    return Path(configured) if configured else REPO / ".venv312" / "bin" / "python"
+
+
+@functools.cache
+def official_problem() -> str | None:
+    """Why the official package cannot be used (None when ``import proactivebench.environment`` works)."""
+    python = official_python()
+    if not python.exists():
+        return f"{python} does not exist"
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", "import proactivebench.environment, PIL"],
+            capture_output=True, text=True, timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{python}: {exc}"
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return f"{python} cannot import proactivebench.environment: {last}"
+    return None
+
+
+def official_available() -> bool:
+    return official_problem() is None
+
+
+def _skip_reason() -> str:
+    problem = official_problem()
+    return f"{SETUP_HINT} ({problem})" if problem else SETUP_HINT
+
+
+requires_official = pytest.mark.skipif(not official_available(), reason=_skip_reason())
+
+
+def run_official_report(name: str, data_dir: Path | str, jobs: list[dict[str, Any]], timeout: float = 600) -> dict:
+    """Run the driver once over ``jobs``; the whole report (records, loader filter, job results)."""
+    problem = official_problem()
+    if problem:
+        pytest.skip(f"{SETUP_HINT} ({problem})")
+    spec = json.dumps({"name": name, "data_dir": str(data_dir), "jobs": jobs})
+    proc = subprocess.run(
+        [str(official_python()), str(DRIVER)], input=spec, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"official driver failed (rc {proc.returncode}):\n{proc.stderr[-4000:]}")
+    report = json.loads(proc.stdout)
+    if len(report["jobs"]) != len(jobs):
+        raise RuntimeError(f"official driver returned {len(report['jobs'])} results for {len(jobs)} jobs")
+    return report
+
+
+def run_official(name: str, data_dir: Path | str, jobs: list[dict[str, Any]], timeout: float = 600) -> list[dict]:
+    """One result per job, in order (see ``tests/official_driver.py`` for the fields)."""
+    return run_official_report(name, data_dir, jobs, timeout)["jobs"]
