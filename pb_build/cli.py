@@ -69,6 +69,8 @@ def _source_command(builder: ModuleType) -> click.Command:
             raise PbBuildError("--sample and --raw are exclusive")
         if sample:
             raw = builder.sample_dir()
+            if raw is None:
+                raise PbBuildError(f"{builder.name} has no bundled sample; pass --raw with the source's files")
         elif raw is None:
             raw = builder.fetch(config, cache_dir, progress=not quiet)
         started = time.perf_counter()
