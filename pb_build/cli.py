@@ -56,6 +56,20 @@ def list_sources() -> None:
         click.echo(f"{name:12s} {builder.info.official_name:28s} v{builder.VERSION}  {builder.info.licence}")
 
 
+def _report(reports: list, out: Path, elapsed: float) -> None:
+    """The end-of-build summary: what was built, where, how many samples and frames, how long it took."""
+    for r in reports:
+        click.echo(f"built {r.source} ({r.official_name}): {r.samples} samples, {r.frames} frames, "
+                   f"{r.files} official files in {r.seconds:.1f}s")
+        if r.skipped:
+            click.echo(f"skipped {len(r.skipped)} bad record(s):")
+            for s in r.skipped[:20]:
+                loc = f"{s['path']}:{s['line']}" if s["line"] is not None else s["path"]
+                click.echo(f"  {loc}: {s['cause']}")
+    total = sum(r.samples for r in reports)
+    click.echo(f"release written to {out}: {total} samples from {len(reports)} source(s) in {elapsed:.1f}s")
+
+
 def _source_command(builder: ModuleType) -> click.Command:
     fields = [f for f in dataclasses.fields(builder.Config) if f.name != "seed"]
 
@@ -76,15 +90,7 @@ def _source_command(builder: ModuleType) -> click.Command:
         started = time.perf_counter()
         reports = build_release(out, [SourceJob(builder, config, raw, sample)], workers=workers or default_workers(),
                                 skip_bad=skip_bad, overwrite=overwrite, progress=not quiet)
-        elapsed = time.perf_counter() - started
-        for r in reports:
-            click.echo(f"built {r.source} ({r.official_name}): {r.samples} samples, {r.frames} frames, "
-                       f"{r.files} official files -> {out} in {elapsed:.1f}s")
-            if r.skipped:
-                click.echo(f"skipped {len(r.skipped)} bad record(s):")
-                for s in r.skipped[:20]:
-                    loc = f"{s['path']}:{s['line']}" if s["line"] is not None else s["path"]
-                    click.echo(f"  {loc}: {s['cause']}")
+        _report(reports, out, time.perf_counter() - started)
 
     params: list[click.Parameter] = [
         click.Option(["--raw"], type=click.Path(path_type=Path), help="Local folder of raw files."),
@@ -125,3 +131,100 @@ def verify(release: Path, quiet: bool) -> None:
             click.echo(f"  {p}", err=True)
         sys.exit(1)
     click.echo(f"OK: {release} verified")
+
+
+_raw_pairs = click.option("--raw", "raw_pairs", multiple=True, metavar="SOURCE=DIR",
+                          help="Raw folder for a source (overrides the recipe or manifest); repeatable.")
+_out = click.option("--out", type=click.Path(path_type=Path), required=True, help="Release folder to write.")
+_workers = click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: CPUs].")
+_overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing release at --out.")
+_quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
+_cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB_BUILD_CACHE",
+                      help="Download cache [default: ~/.cache/pb-build].")
+
+
+@main.command()
+@click.argument("recipe")
+@_out
+@_raw_pairs
+@_workers
+@click.option("--skip-bad", is_flag=True, help="Count and skip bad raw records instead of stopping.")
+@_overwrite
+@_quiet
+@_cache
+def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | None, skip_bad: bool,
+          overwrite: bool, quiet: bool, cache_dir: Path | None) -> None:
+    """Build every source of RECIPE (a YAML file, or a bundled name: sample, paper) into one release."""
+    from pb_build.manifests.recipe import load_recipe, parse_raw_overrides, source_jobs
+    from pb_build.pipeline import default_workers
+    from pb_build.writers.release import build_release
+
+    parsed = load_recipe(recipe)
+    jobs = source_jobs(parsed.sources, parse_raw_overrides(raw_pairs), cache_dir, progress=not quiet)
+    started = time.perf_counter()
+    reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
+                            overwrite=overwrite, progress=not quiet,
+                            release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()})
+    _report(reports, out, time.perf_counter() - started)
+
+
+@main.command()
+@click.argument("manifest", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@_out
+@_raw_pairs
+@_workers
+@_overwrite
+@_quiet
+@_cache
+def rebuild(manifest: Path, out: Path, raw_pairs: tuple[str, ...], workers: int | None, overwrite: bool,
+            quiet: bool, cache_dir: Path | None) -> None:
+    """Rebuild a release from its MANIFEST and check that SHA256SUMS comes out identical."""
+    from pb_build.manifests.rebuild import rebuild as run_rebuild
+    from pb_build.manifests.recipe import parse_raw_overrides
+    from pb_build.pipeline import default_workers
+
+    result = run_rebuild(manifest, out, parse_raw_overrides(raw_pairs), cache_dir=cache_dir,
+                         workers=workers or default_workers(), overwrite=overwrite, progress=not quiet)
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if not result.compared:
+        click.echo(f"rebuilt {out}; no SHA256SUMS beside the manifest to compare with")
+    elif result.differing:
+        click.echo(f"rebuilt {out}, but {len(result.differing)} file(s) differ from the original:", err=True)
+        for rel in result.differing[:20]:
+            click.echo(f"  {rel}", err=True)
+        sys.exit(1)
+    else:
+        click.echo(f"rebuilt {out}: SHA256SUMS identical to the original")
+
+
+_token = click.option("--token", envvar="HF_TOKEN", show_envvar=False,
+                      help="Hugging Face token [default: HF_TOKEN or the stored login]; never printed.")
+
+
+@main.command()
+@click.argument("release", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--repo", "repo_id", required=True, metavar="NAMESPACE/NAME", help="Dataset repo on the Hub.")
+@click.option("--version", required=True, metavar="X.Y.Z", help="Release version; tagged vX.Y.Z, never moved.")
+@click.option("--private", is_flag=True, help="Create the repo private (only when it does not exist yet).")
+@click.option("--dry-run", is_flag=True, help="Print the planned additions, deletions and tag; write nothing.")
+@_token
+def push(release: Path, repo_id: str, version: str, private: bool, dry_run: bool, token: str | None) -> None:
+    """Publish RELEASE to the Hub as one commit, then tag it vX.Y.Z and verify the remote files."""
+    from pb_build.hub.publish import push as run_push
+
+    run_push(release, repo_id, version, private=private, dry_run=dry_run, token=token, echo=click.echo)
+
+
+@main.command()
+@click.option("--repo", "repo_id", required=True, metavar="NAMESPACE/NAME", help="Dataset repo on the Hub.")
+@click.option("--version", required=True, metavar="X.Y.Z", help="The version to download.")
+@_out
+@_overwrite
+@_token
+def pull(repo_id: str, version: str, out: Path, overwrite: bool, token: str | None) -> None:
+    """Download a pinned release into a folder that works offline (and in the official package)."""
+    from pb_build.hub.pull import pull as run_pull
+
+    folder = run_pull(repo_id, version, out, token=token, overwrite=overwrite)
+    click.echo(f"pulled {repo_id} v{version} to {folder}; verified against SHA256SUMS")

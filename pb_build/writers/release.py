@@ -31,6 +31,12 @@ class SourceJob:
     config: Any
     raw: Path
     sample: bool = False
+    fetched: bool = False
+
+    @property
+    def raw_kind(self) -> str:
+        """How the raw folder was obtained: 'sample', 'fetch' or 'folder' (recorded for rebuilds)."""
+        return "sample" if self.sample else "fetch" if self.fetched else "folder"
 
 
 @dataclass
@@ -55,10 +61,14 @@ def build_release(
     overwrite: bool = False,
     progress: bool = True,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
+    release: dict[str, Any] | None = None,
 ) -> list[SourceReport]:
-    """Build every job into the release folder ``out``; nothing is left at ``out`` on failure."""
+    """Build every job into the release folder ``out``; nothing is left at ``out`` on failure.
+
+    ``release`` (name, version and the recipe) is recorded in the manifest and the card when given.
+    """
     out = out.resolve()
-    _check_target(out, overwrite)
+    check_target(out, overwrite)
     tmp = out.parent / f".{out.name}.pb-build-tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -70,18 +80,18 @@ def build_release(
             reports.append(report)
             summaries.append(summary)
             entries.append(entry)
-        write_card(tmp, summaries)
-        provenance.write_manifest(tmp, {"split": SPLIT, "sources": entries,
+        write_card(tmp, summaries, release)
+        provenance.write_manifest(tmp, {"release": release, "split": SPLIT, "sources": entries,
                                         "writer": {"shard_bytes": shard_bytes}})
         provenance.write_sums(tmp)
-        _replace(tmp, out)
+        replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return reports
 
 
-def _check_target(out: Path, overwrite: bool) -> None:
+def check_target(out: Path, overwrite: bool) -> None:
     if not out.exists():
         return
     if not out.is_dir():
@@ -94,7 +104,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
         raise PbBuildError(f"{out}: a release already exists there; pass --overwrite to replace it")
 
 
-def _replace(tmp: Path, out: Path) -> None:
+def replace_folder(tmp: Path, out: Path) -> None:
     if out.exists():
         old = out.parent / f".{out.name}.pb-build-old"
         shutil.rmtree(old, ignore_errors=True)
@@ -157,7 +167,7 @@ def _build_source(
         "builder_sha256": provenance.builder_fingerprint(builder),
         "parameters": dataclasses.asdict(job.config),
         "seed": job.config.seed,
-        "raw": {"sample": job.sample, "files": provenance.raw_inventory(plan.raw_root, plan.raw_files)},
+        "raw": {"kind": job.raw_kind, "files": provenance.raw_inventory(plan.raw_root, plan.raw_files)},
         "notes": plan.notes,
         "counts": {"samples": report.samples, "frames": report.frames, "official_files": report.files,
                    "skipped": len(report.skipped)},

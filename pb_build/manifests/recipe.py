@@ -1,0 +1,182 @@
+"""Release recipes: a YAML file naming a release, its version, and per source the raw location, parameters and seed.
+
+```yaml
+release: proactivebench-pb
+version: 1.0.0
+sources:
+  quickdraw:
+    raw: fetch            # 'fetch' (download into the cache), 'sample' (bundled demo data), or a folder
+    seed: 0
+    parameters: {per_class: 10}
+```
+
+A relative ``raw`` folder is resolved against the recipe's own folder. ``--raw SOURCE=DIR`` on the command
+line overrides it. Bundled recipes live next to this module in ``recipes/`` and can be named without a path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pb_build.builders import get_builder
+from pb_build.errors import PbBuildError
+
+RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+RAW_KEYWORDS = ("fetch", "sample")
+
+
+@dataclass(frozen=True)
+class RecipeSource:
+    """One source of a recipe."""
+
+    source: str
+    raw: str
+    seed: int = 0
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> Any:
+        """The builder's validated Config for this source."""
+        return get_builder(self.source).Config(seed=self.seed, **self.parameters)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole release: its name, version and sources, in build order."""
+
+    release: str
+    version: str
+    sources: tuple[RecipeSource, ...]
+    path: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The normalised recipe, as recorded in the manifest (raw locations of folders are not recorded)."""
+        return {
+            "release": self.release,
+            "version": self.version,
+            "sources": {s.source: {"raw": s.raw if s.raw in RAW_KEYWORDS else "folder", "seed": s.seed,
+                                   "parameters": s.parameters} for s in self.sources},
+        }
+
+
+def resolve_recipe_path(name_or_path: str) -> Path:
+    """A recipe file path, or a bundled recipe name such as ``sample`` or ``paper``."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    bundled = RECIPES_DIR / f"{name_or_path}.yaml"
+    if bundled.is_file():
+        return bundled
+    known = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml")))
+    raise PbBuildError(f"{name_or_path}: no such recipe file (bundled recipes: {known})")
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """Read and validate a recipe; every problem is one line naming the file and the key."""
+    path = resolve_recipe_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise PbBuildError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return parse_recipe(data, path)
+
+
+def parse_recipe(data: Any, path: Path) -> Recipe:
+    """Validate the parsed YAML of a recipe."""
+    if not isinstance(data, dict):
+        raise PbBuildError(f"{path}: a recipe is a mapping with release, version and sources")
+    unknown = set(data) - {"release", "version", "sources", "description"}
+    if unknown:
+        raise PbBuildError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    release, version, sources = data.get("release"), data.get("version"), data.get("sources")
+    if not isinstance(release, str) or not release:
+        raise PbBuildError(f"{path}: 'release' must be a non-empty string")
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise PbBuildError(f"{path}: 'version' must be a string MAJOR.MINOR.PATCH, got {version!r}")
+    if not isinstance(sources, dict) or not sources:
+        raise PbBuildError(f"{path}: 'sources' must map source names to their settings")
+    parsed = tuple(_parse_source(name, spec, path) for name, spec in sources.items())
+    return Recipe(release, version, parsed, path)
+
+
+def _parse_source(name: Any, spec: Any, path: Path) -> RecipeSource:
+    where = f"{path}: sources.{name}"
+    try:
+        builder = get_builder(str(name))
+    except PbBuildError as err:
+        raise PbBuildError(f"{where}: {err}") from None
+    if not isinstance(spec, dict):
+        raise PbBuildError(f"{where}: must be a mapping with raw, seed and parameters")
+    unknown = set(spec) - {"raw", "seed", "parameters"}
+    if unknown:
+        raise PbBuildError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    raw, seed, params = spec.get("raw", "fetch"), spec.get("seed", 0), spec.get("parameters") or {}
+    if not isinstance(raw, str) or not raw:
+        raise PbBuildError(f"{where}.raw: must be 'fetch', 'sample' or a folder")
+    if raw not in RAW_KEYWORDS:
+        folder = Path(raw).expanduser()
+        raw = str(folder if folder.is_absolute() else (path.parent / folder).resolve())
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise PbBuildError(f"{where}.seed: must be an integer")
+    if not isinstance(params, dict):
+        raise PbBuildError(f"{where}.parameters: must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(builder.Config) if f.name != "seed"}
+    bad = sorted(set(params) - set(fields))
+    if bad:
+        raise PbBuildError(f"{where}.parameters: unknown parameter(s) {', '.join(bad)} "
+                           f"(known: {', '.join(sorted(fields))})")
+    for key, value in params.items():
+        expected = type(fields[key].default)
+        ok = isinstance(value, expected) and not (isinstance(value, bool) and expected is not bool)
+        if not ok and not (expected is float and isinstance(value, int) and not isinstance(value, bool)):
+            raise PbBuildError(f"{where}.parameters.{key}: must be {expected.__name__}, got {value!r}")
+    source = RecipeSource(builder.name, raw, seed, dict(params))
+    try:
+        source.config()
+    except (TypeError, PbBuildError) as err:
+        raise PbBuildError(f"{where}.parameters: {err}") from None
+    return source
+
+
+def parse_raw_overrides(pairs: tuple[str, ...]) -> dict[str, Path]:
+    """``SOURCE=DIR`` pairs from the command line."""
+    out: dict[str, Path] = {}
+    for pair in pairs:
+        source, sep, folder = pair.partition("=")
+        if not sep or not source or not folder:
+            raise PbBuildError(f"--raw {pair!r}: expected SOURCE=DIR, e.g. --raw quickdraw=~/data/quickdraw")
+        out[get_builder(source).name] = Path(folder).expanduser()
+    return out
+
+
+def source_jobs(sources: tuple[RecipeSource, ...], overrides: dict[str, Path], cache_dir: Path | None,
+                progress: bool) -> list[Any]:
+    """One release job per source, with its raw folder located (fetched into the cache when asked)."""
+    from pb_build.writers.release import SourceJob
+
+    unknown = sorted(set(overrides) - {s.source for s in sources})
+    if unknown:
+        raise PbBuildError(f"--raw given for source(s) not in the recipe: {', '.join(unknown)}")
+    jobs = []
+    for src in sources:
+        builder, config = get_builder(src.source), src.config()
+        if src.source in overrides:
+            jobs.append(SourceJob(builder, config, overrides[src.source]))
+        elif src.raw == "sample":
+            sample = builder.sample_dir()
+            if sample is None:
+                raise PbBuildError(f"{src.source} has no bundled sample; pass --raw {src.source}=DIR")
+            jobs.append(SourceJob(builder, config, sample, sample=True))
+        elif src.raw == "fetch":
+            jobs.append(SourceJob(builder, config, builder.fetch(config, cache_dir, progress), fetched=True))
+        else:
+            jobs.append(SourceJob(builder, config, Path(src.raw)))
+    return jobs

@@ -1,0 +1,121 @@
+"""Recipes: multi-source releases, the bundled recipes, rebuilds from a manifest, and malformed recipes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import QD_FIXTURES, requires_shared
+from datasets import load_dataset
+
+from pb_build.cli import main
+from pb_build.errors import PbBuildError
+from pb_build.manifests.provenance import read_manifest, read_sums
+from pb_build.manifests.recipe import RECIPES_DIR, load_recipe
+from pb_build.verify import verify_release
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def write_recipe(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(text)
+    return path
+
+
+@requires_shared
+def test_recipe_over_real_fixtures_builds_verifies_loads_and_rebuilds(tmp_path: Path) -> None:
+    recipe = write_recipe(tmp_path, f"""
+release: fixture-release
+version: 1.2.3
+sources:
+  quickdraw:
+    raw: {QD_FIXTURES / "simplified"}
+    seed: 7
+    parameters: {{per_class: 5, pool: 25}}
+""")
+    out = tmp_path / "rel"
+    code, output = run("build", str(recipe), "--out", str(out), "--quiet", "--workers", "1")
+    assert code == 0, output
+    assert verify_release(out).problems == []
+    manifest = read_manifest(out)
+    assert manifest["release"]["name"] == "fixture-release" and manifest["release"]["version"] == "1.2.3"
+    assert manifest["sources"][0]["seed"] == 7
+    for entry in manifest["sources"]:
+        assert len(load_dataset(str(out), entry["source"], split="test")) == entry["counts"]["samples"] == 20
+    assert "fixture-release v1.2.3" in (out / "README.md").read_text()
+    # The manifest alone (plus the raw folder) rebuilds the same bytes.
+    code, output = run("rebuild", str(out / "manifest.json"), "--out", str(tmp_path / "again"), "--quiet",
+                       "--raw", f"quickdraw={QD_FIXTURES / 'simplified'}")
+    assert code == 0, output
+    assert "SHA256SUMS identical" in output
+    assert (out / "SHA256SUMS").read_bytes() == (tmp_path / "again" / "SHA256SUMS").read_bytes()
+    # A single-source build with the same parameters agrees byte for byte on the shared parts.
+    code, output = run("quickdraw", "--raw", str(QD_FIXTURES / "simplified"), "--out", str(tmp_path / "single"),
+                       "--per-class", "5", "--pool", "25", "--seed", "7", "--quiet")
+    assert code == 0, output
+    single, multi = read_sums(tmp_path / "single"), read_sums(out)
+    shared = {p for p in single if p.startswith(("test/", "quickdraw/"))}
+    assert shared and all(single[p] == multi[p] for p in shared)
+
+
+def test_bundled_sample_recipe_and_rebuild_needs_the_same_raw(tmp_path: Path, small_raw: Path) -> None:
+    out = tmp_path / "rel"
+    code, output = run("build", "sample", "--out", str(out), "--quiet", "--workers", "1")
+    assert code == 0, output
+    code, output = run("rebuild", str(out / "manifest.json"), "--out", str(tmp_path / "again"), "--quiet")
+    assert code == 0 and "identical" in output
+    # A folder-built release cannot be rebuilt without its raw folder, nor from different raw files.
+    code, _ = run("quickdraw", "--raw", str(small_raw), "--out", str(tmp_path / "local"), "--quiet")
+    assert code == 0
+    code, output = run("rebuild", str(tmp_path / "local" / "manifest.json"), "--out", str(tmp_path / "r2"))
+    assert code == 1 and "pass --raw quickdraw=DIR" in output
+    (small_raw / "cat.ndjson").write_text((small_raw / "cat.ndjson").read_text().replace('"ZZ"', '"ZY"'))
+    code, output = run("rebuild", str(tmp_path / "local" / "manifest.json"), "--out", str(tmp_path / "r2"),
+                       "--raw", f"quickdraw={small_raw}")
+    assert code == 1 and "cat.ndjson: differs from the raw file the manifest recorded" in output
+    assert not (tmp_path / "r2").exists()
+
+
+def test_bundled_recipes_parse() -> None:
+    names = sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))
+    assert "sample" in names
+    for name in names:
+        recipe = load_recipe(name)
+        assert recipe.sources and recipe.version.count(".") == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("release: x\nversion: 1.0.0\nsources: [\n", "not valid YAML"),
+        ("- a\n- b\n", "a recipe is a mapping"),
+        ("release: x\nversion: 1.0\nsources: {quickdraw: {raw: sample}}\n", "MAJOR.MINOR.PATCH"),
+        ("release: x\nversion: 1.0.0\nsources: {nope: {raw: sample}}\n", "sources.nope: unknown source 'nope'"),
+        ("release: x\nversion: 1.0.0\nsources: {quickdraw: {raw: sample, parameters: {per_clas: 3}}}\n",
+         "unknown parameter(s) per_clas"),
+        ("release: x\nversion: 1.0.0\nsources: {quickdraw: {raw: sample, parameters: {per_class: ten}}}\n",
+         "parameters.per_class: must be int"),
+        ("release: x\nversion: 1.0.0\nsources: {quickdraw: {raw: sample, parameters: {per_class: 0}}}\n",
+         "--per-class must be at least 1"),
+        ("release: x\nversion: 1.0.0\nsources: {quickdraw: {raw: sample, seeds: 3}}\n", "unknown key(s) seeds"),
+        ("version: 1.0.0\nsources: {quickdraw: {raw: sample}}\n", "'release' must be"),
+    ],
+)
+def test_malformed_recipes_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = write_recipe(tmp_path, text)
+    with pytest.raises(PbBuildError, match=None) as info:
+        load_recipe(str(path))
+    assert message in str(info.value) and str(path) in str(info.value)
+    code, output = run("build", str(path), "--out", str(tmp_path / "out"))
+    assert code == 1 and message in output and "Traceback" not in output
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_recipe_name_lists_bundled_ones(tmp_path: Path) -> None:
+    code, output = run("build", "nonexistent", "--out", str(tmp_path / "o"))
+    assert code == 1 and "bundled recipes:" in output and "sample" in output
