@@ -83,9 +83,9 @@ Policy = Callable[[Replay], str]
 
 
 def oracle(rep: Replay) -> str:
-    """Move along the proactive path while a move is valid; answer once only the answer is left."""
+    """Take the first valid move until the reference frame is shown (or no move is left), then answer."""
     st = rep.current
-    if rep.reference or not st.valid:
+    if rep.reference or not st.valid or (st.answer_valid and st.frame == rep.episode.reference_frame):
         return rep.episode.answer
     return rep.episode.options[st.valid[0]]
 
