@@ -28,6 +28,10 @@ class BadRecord(PbBuildError):
     def __str__(self) -> str:
         return f"{self.location}: {self.cause}"
 
+    def __reduce__(self) -> tuple:
+        # Exceptions pickle as cls(*args); keep all fields so a BadRecord crosses worker processes intact.
+        return (type(self), (self.path, self.cause, self.line))
+
     def as_dict(self) -> dict:
         return {"path": str(self.path), "line": self.line, "cause": self.cause}
 

@@ -6,6 +6,7 @@ from the episode's states. ``Replay`` is stepwise so that a batched evaluator ca
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -82,12 +83,41 @@ class Replay:
 Policy = Callable[[Replay], str]
 
 
+def _is_goal(ep: Episode, state: int) -> bool:
+    st = ep.states[state]
+    return st.answer_valid and st.frame == ep.reference_frame
+
+
+def _first_move_to_goal(ep: Episode, start: int) -> int | None:
+    """The first option of a shortest move sequence from ``start`` to a state showing the reference frame."""
+    first: dict[int, int] = {}
+    queue = deque([start])
+    seen = {start}
+    while queue:
+        state = queue.popleft()
+        st = ep.states[state]
+        for option, target in zip(st.valid, st.targets, strict=True):
+            if target in seen:
+                continue
+            seen.add(target)
+            first[target] = first.get(state, option)
+            if _is_goal(ep, target):
+                return first[target]
+            queue.append(target)
+    return None
+
+
 def oracle(rep: Replay) -> str:
-    """Take the first valid move until the reference frame is shown (or no move is left), then answer."""
-    st = rep.current
-    if rep.reference or not st.valid or (st.answer_valid and st.frame == rep.episode.reference_frame):
-        return rep.episode.answer
-    return rep.episode.options[st.valid[0]]
+    """Answer once the reference frame is shown; before that take a shortest path of valid moves towards it.
+
+    When no state shows the reference frame (e.g. a crop sequence), take the first valid move until none is
+    left, then answer.
+    """
+    ep, st = rep.episode, rep.current
+    if rep.reference or not st.valid or _is_goal(ep, rep.state):
+        return ep.answer
+    move = _first_move_to_goal(ep, rep.state)
+    return ep.options[st.valid[0] if move is None else move]
 
 
 def always_proactive(rep: Replay) -> str:

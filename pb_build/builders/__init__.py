@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pb_build.builders import mvp_n, quickdraw, rod
+from pb_build.builders import mvp_n, quickdraw, rod, vsod
 from pb_build.errors import PbBuildError
 
 REGISTRY: dict[str, ModuleType] = {
     quickdraw.name: quickdraw,
     mvp_n.name: mvp_n,
     rod.name: rod,
+    vsod.name: vsod,
 }
 
 

@@ -13,6 +13,8 @@ from datasets import Features, Image, List, Value
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 
 ROW_GROUP = 100
+# Rows of long videos embed hundreds of frames; a byte bound keeps memory flat whatever the row size.
+ROW_GROUP_BYTES = 64 * 1024 * 1024
 DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
 
 _i32 = Value("int32")
@@ -127,7 +129,7 @@ class NativeWriter:
         self._batch.append(row)
         self._batch_bytes += sum(len(f) for f in ep.frames)
         self.rows += 1
-        if len(self._batch) >= ROW_GROUP:
+        if len(self._batch) >= ROW_GROUP or self._batch_bytes >= ROW_GROUP_BYTES:
             self._flush()
 
     def _flush(self) -> None:
@@ -136,7 +138,7 @@ class NativeWriter:
         if self._writer is None or self._shard_bytes >= self.shard_bytes:
             self._roll()
         assert self._writer is not None
-        self._writer.write_table(pa.Table.from_pylist(self._batch, schema=SCHEMA), row_group_size=ROW_GROUP)
+        self._writer.write_table(pa.Table.from_pylist(self._batch, schema=SCHEMA), row_group_size=len(self._batch))
         self._shard_bytes += self._batch_bytes
         self._batch, self._batch_bytes = [], 0
 
