@@ -21,6 +21,12 @@ Policies, expressed only through what the official environment exposes:
 
 ``reference`` in a job forces reference mode for any policy (``reference`` policy implies it).
 
+``"views": true`` in a job (off by default) also reports, per turn, what the official ``transform`` of the state
+makes of the image (COCO shows crops of one unchanged image): ``views`` holds one
+``{"box", "size", "mode", "sha256"}`` per turn, where ``box`` is the crop box the transform passes to
+``PIL.Image.crop`` (null when the transform does not crop) and ``sha256`` hashes the transformed image's raw
+pixels (``Image.tobytes()``).
+
 Output (stdout): ``{"records": N, "loader_filter": {...}, "jobs": [result, ...]}``, one result per job with
 ``num_turns``, ``correct_prediction``, ``max_steps`` (from ``env.get_statistics()``), ``images`` (paths visited,
 relative to ``data_dir``), ``answers``, ``options`` (shown per turn), ``action_evaluations``,
@@ -101,6 +107,31 @@ class ImageChecker:
         return None
 
 
+def transform_box(transform) -> list | None:
+    """The crop box a COCO-style transform closes over (its ``crop`` dict), as PIL crop arguments."""
+    for cell in getattr(transform, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:
+            continue
+        if isinstance(value, dict) and {"left", "top", "width", "height"} <= value.keys():
+            return [value["left"], value["top"], value["width"], value["height"]]
+    return None
+
+
+def describe_view(state: dict) -> dict:
+    """Apply the state's official transform to its image; the box, size, mode and pixel hash of the result."""
+    import hashlib
+
+    from PIL import Image
+
+    with Image.open(state["image_path"]) as img:
+        img.load()
+        view = state["transform"](img)
+        return {"box": transform_box(state["transform"]), "size": list(view.size), "mode": view.mode,
+                "sha256": hashlib.sha256(view.tobytes()).hexdigest()}
+
+
 def shown_options(env, state: dict) -> list[str]:
     """The shown options of a state: ``state['options']`` is the shown options followed by the categories."""
     n_opts = len(state["options"]) - len(env.categories)
@@ -145,6 +176,9 @@ def run_job(get_environment, name: str, data_dir: str, entries: dict, job: dict,
         "action_evaluations": [], "category_evaluations": [], "hint_prompt": None, "image_errors": [],
         "error": None,
     }
+    views = bool(job.get("views", False))
+    if views:
+        out["views"] = []
     env = None
     try:
         entry = entries[job["id"]]
@@ -163,6 +197,8 @@ def run_job(get_environment, name: str, data_dir: str, entries: dict, job: dict,
                 out["image_errors"].append(problem)
             out["images"].append(os.path.relpath(os.path.abspath(path), root).replace(os.sep, "/"))
             out["options"].append(list(state["options"]))
+            if views:
+                out["views"].append(describe_view(state) if not problem else None)
             answer = choose(policy, env, state, turn, answers)
             out["answers"].append(answer)
             env.evaluate_generated_answer(answer)

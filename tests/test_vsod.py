@@ -681,7 +681,7 @@ def test_frames_that_do_not_decode(mm20, tmp_path):
     expect_bad(raw_dir, labels, tmp_path, r"seg_e/frame_003\.jpg: frame does not decode")
     frame.write_bytes(good[: len(good) * 2 // 3])
     expect_bad(raw_dir, labels, tmp_path, r"seg_e/frame_003\.jpg: .*(truncated JPEG|does not decode)")
-    for workers in (1, 2) if REGISTERED else (1,):
+    for workers in (1, 2):
         out = build(raw_dir, labels, tmp_path / f"skip{workers}", skip_bad=True, workers=workers)
         entry = read_manifest(out)["sources"][0]
         assert entry["counts"]["samples"] == N_SAMPLES - 2 and entry["counts"]["skipped"] == 2
