@@ -113,12 +113,25 @@ def _structure_problems(ep: Episode) -> list[str]:
 
 
 def _reachability_problems(ep: Episode) -> list[str]:
-    from pb_build.replay import oracle_path
-
-    path = oracle_path(ep)
-    if path is None:
-        return [f"the correct answer is not reachable within {ep.max_steps} turns"]
-    return []
+    """Valid moves must lead, within the turn limit, to a state that shows the reference frame and accepts the
+    answer (or, when no state shows the reference frame, to any state that accepts the answer)."""
+    goals = {i for i, st in enumerate(ep.states) if st.answer_valid and st.frame == ep.reference_frame}
+    goals = goals or {i for i, st in enumerate(ep.states) if st.answer_valid}
+    depth = {ep.initial_state: 1}  # turns used when answering in that state
+    frontier = [ep.initial_state]
+    while frontier:
+        nxt = []
+        for state in frontier:
+            if state in goals:
+                return []
+            if depth[state] == ep.max_steps:
+                continue
+            for target in ep.states[state].targets:
+                if target not in depth:
+                    depth[target] = depth[state] + 1
+                    nxt.append(target)
+        frontier = nxt
+    return [f"the correct answer is not reachable within {ep.max_steps} turns"]
 
 
 def official_line(ep: Episode, sample_id: int) -> str:

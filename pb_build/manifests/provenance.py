@@ -28,9 +28,13 @@ def release_files(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and p != root / SUMS)
 
 
-def write_sums(root: Path) -> Path:
-    """Write ``SHA256SUMS`` (sha256sum format, sorted by path) over every other file."""
-    lines = [f"{sha256_file(root / rel)}  {rel}\n" for rel in release_files(root)]
+def write_sums(root: Path, known: dict[str, str] | None = None) -> Path:
+    """Write ``SHA256SUMS`` (sha256sum format, sorted by path) over every other file.
+
+    ``known`` holds digests the writers already computed while writing; other files are hashed here.
+    """
+    known = known or {}
+    lines = [f"{known.get(rel) or sha256_file(root / rel)}  {rel}\n" for rel in release_files(root)]
     dest = root / SUMS
     dest.write_text("".join(lines), encoding="utf-8", newline="\n")
     return dest

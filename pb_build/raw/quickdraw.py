@@ -117,13 +117,26 @@ def _strokes(drawing: object, simplified: bool, path: str, line_no: int) -> tupl
         xs, ys = stroke[0], stroke[1]
         if not xs or len(xs) != len(ys):
             raise BadRecord(path, f"stroke {s_idx} has empty or unequal x/y arrays", line_no)
-        for v in (*xs, *ys):
-            if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise BadRecord(path, f"stroke {s_idx} has a non-numeric coordinate {v!r}", line_no)
-            if simplified and not (0 <= v <= 255 and float(v).is_integer()):
-                raise BadRecord(path, f"stroke {s_idx} has coordinate {v!r} outside the 0-255 grid", line_no)
+        values = xs + ys
+        # Fast path: whole-list checks; the per-value scan below only runs to name the culprit.
+        if simplified:
+            ok = set(map(type, values)) == {int} and 0 <= min(values) and max(values) <= 255
+        else:
+            ok = set(map(type, values)) <= {int, float} and math.isfinite(math.fsum(values))
+        if not ok:
+            raise BadRecord(path, _bad_coordinate(values, simplified, s_idx), line_no)
         out.append((tuple(xs), tuple(ys)))
     return tuple(out)
+
+
+def _bad_coordinate(values: list, simplified: bool, s_idx: int) -> str:
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            return f"stroke {s_idx} has a non-numeric coordinate {v!r}"
+        if simplified and not (0 <= v <= 255 and float(v).is_integer()):
+            return f"stroke {s_idx} has coordinate {v!r} outside the 0-255 grid"
+    return f"stroke {s_idx} has coordinates that are not integers on the 0-255 grid" if simplified else \
+        f"stroke {s_idx} has coordinates too large to normalise"
 
 
 def normalise(strokes: tuple) -> tuple:

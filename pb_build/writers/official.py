@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
 from pb_build.episode import Episode, official_line
 from pb_build.errors import InvalidEpisode
+
+
+# File creation dominates writing many small frames; a background thread overlaps it with frame generation
+# (OpenCV and file I/O release the GIL). Bounded, so memory stays flat.
+MAX_PENDING_FILES = 256
 
 
 class OfficialWriter:
@@ -19,6 +26,9 @@ class OfficialWriter:
         self.jsonl_path = test_dir / f"{official_name}_preprocessed.jsonl"
         self._jsonl = open(self.jsonl_path, "w", encoding="utf-8", newline="\n")
         self._written: dict[str, str] = {}
+        self._folders: set[PurePosixPath] = set()
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pb-build-files")
+        self._pending: deque[Future[None]] = deque()
         self.records = 0
 
     def write(self, ep: Episode, sample_id: int) -> None:
@@ -41,14 +51,35 @@ class OfficialWriter:
             if previous != digest:
                 raise InvalidEpisode(f"episode {key}: {rel} was already written with different content")
             return
-        dest = self.test_dir / rel_path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(data)
+        folder = None
+        if rel_path.parent not in self._folders:
+            folder = self.test_dir / rel_path.parent
+            self._folders.add(rel_path.parent)
+        self._pending.append(self._io.submit(_store, self.test_dir / rel_path, data, folder))
+        while len(self._pending) > MAX_PENDING_FILES:
+            self._pending.popleft().result()
         self._written[rel] = digest
 
     @property
     def files(self) -> int:
         return len(self._written)
 
+    def digests(self, prefix: str) -> dict[str, str]:
+        """sha256 of every file written, keyed by ``prefix`` + path (so SHA256SUMS need not re-read them)."""
+        return {prefix + rel: digest for rel, digest in self._written.items()}
+
     def close(self) -> None:
-        self._jsonl.close()
+        """Finish pending file writes (raising their errors) and close the JSONL file."""
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._io.shutdown(wait=True, cancel_futures=True)
+            self._jsonl.close()
+
+
+def _store(path: Path, data: bytes, folder: Path | None) -> None:
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as handle:
+        handle.write(data)

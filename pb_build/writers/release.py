@@ -75,15 +75,17 @@ def build_release(
     tmp.mkdir(parents=True)
     try:
         reports, summaries, entries = [], [], []
+        known_digests: dict[str, str] = {}
         for job in jobs:
-            report, summary, entry = _build_source(tmp, job, workers, skip_bad, progress, shard_bytes)
+            report, summary, entry = _build_source(tmp, job, workers, skip_bad, progress, shard_bytes,
+                                                   known_digests)
             reports.append(report)
             summaries.append(summary)
             entries.append(entry)
         write_card(tmp, summaries, release)
         provenance.write_manifest(tmp, {"release": release, "split": SPLIT, "sources": entries,
                                         "writer": {"shard_bytes": shard_bytes}})
-        provenance.write_sums(tmp)
+        provenance.write_sums(tmp, known_digests)
         replace_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -123,7 +125,8 @@ def _relative(path: str, root: Path) -> str:
 
 
 def _build_source(
-    tmp: Path, job: SourceJob, workers: int, skip_bad: bool, progress: bool, shard_bytes: int
+    tmp: Path, job: SourceJob, workers: int, skip_bad: bool, progress: bool, shard_bytes: int,
+    known_digests: dict[str, str],
 ) -> tuple[SourceReport, ConfigSummary, dict[str, Any]]:
     builder, started = job.builder, time.perf_counter()
     report = SourceReport(builder.name, builder.info.official_name)
@@ -154,6 +157,7 @@ def _build_source(
         official.close()
     shards = native.close()
     report.files = official.files
+    known_digests.update(official.digests(f"{SPLIT}/"))
     report.seconds = time.perf_counter() - started
     shard_rel = [p.relative_to(tmp).as_posix() for p in shards]
     summary = ConfigSummary(
