@@ -25,10 +25,10 @@ class OfficialWriter:
         test_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = test_dir / f"{official_name}_preprocessed.jsonl"
         self._jsonl = open(self.jsonl_path, "w", encoding="utf-8", newline="\n")
-        self._written: dict[str, str] = {}
+        self._written: dict[str, Future[str]] = {}  # path -> sha256 of its content, once stored
         self._folders: set[PurePosixPath] = set()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pb-build-files")
-        self._pending: deque[Future[None]] = deque()
+        self._pending: deque[Future[str]] = deque()
         self.records = 0
 
     def write(self, ep: Episode, sample_id: int) -> None:
@@ -45,20 +45,20 @@ class OfficialWriter:
         rel_path = PurePosixPath(rel)
         if rel_path.is_absolute() or ".." in rel_path.parts:
             raise InvalidEpisode(f"episode {key}: official path {rel!r} must stay inside test/")
-        digest = hashlib.sha256(data).hexdigest()
         previous = self._written.get(rel)
         if previous is not None:
-            if previous != digest:
+            if previous.result() != hashlib.sha256(data).hexdigest():
                 raise InvalidEpisode(f"episode {key}: {rel} was already written with different content")
             return
         folder = None
         if rel_path.parent not in self._folders:
             folder = self.test_dir / rel_path.parent
             self._folders.add(rel_path.parent)
-        self._pending.append(self._io.submit(_store, self.test_dir / rel_path, data, folder))
+        stored = self._io.submit(_store, self.test_dir / rel_path, data, folder)
+        self._pending.append(stored)
         while len(self._pending) > MAX_PENDING_FILES:
             self._pending.popleft().result()
-        self._written[rel] = digest
+        self._written[rel] = stored
 
     @property
     def files(self) -> int:
@@ -66,7 +66,7 @@ class OfficialWriter:
 
     def digests(self, prefix: str) -> dict[str, str]:
         """sha256 of every file written, keyed by ``prefix`` + path (so SHA256SUMS need not re-read them)."""
-        return {prefix + rel: digest for rel, digest in self._written.items()}
+        return {prefix + rel: digest.result() for rel, digest in self._written.items()}
 
     def close(self) -> None:
         """Finish pending file writes (raising their errors) and close the JSONL file."""
@@ -78,8 +78,10 @@ class OfficialWriter:
             self._jsonl.close()
 
 
-def _store(path: Path, data: bytes, folder: Path | None) -> None:
+def _store(path: Path, data: bytes, folder: Path | None) -> str:
+    """Write one file (creating its folder first when asked) and return its sha256."""
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as handle:
         handle.write(data)
+    return hashlib.sha256(data).hexdigest()
