@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,3 +39,10 @@ class BadRecord(PbBuildError):
 
 class InvalidEpisode(PbBuildError):
     """An episode that breaks the state-machine or official-string rules (a builder bug or bad data)."""
+
+
+def handle_bad(bad: BadRecord, on_bad: Callable[[BadRecord], None] | None) -> None:
+    """Hand ``bad`` to ``on_bad`` (the ``--skip-bad`` path), or raise it when there is none."""
+    if on_bad is None:
+        raise bad
+    on_bad(bad)

@@ -53,10 +53,10 @@ import numpy as np
 
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.matching import normalise_text
 from pb_build.raw import changeit as raw
-from pb_build.seeding import sample_rng
+from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
 
 name = "changeit"
@@ -291,7 +291,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     for folder in folders:
         if folder.name not in by_dir:
             bad = BadRecord(folder, f"category folder {folder.name!r} is not in {raw.CATEGORIES_FILE}")
-            raw.handle_bad(bad, on_bad)
+            handle_bad(bad, on_bad)
             continue
         cat = by_dir[folder.name]
         for youtube_id, path in raw.annotation_files(folder, on_bad):
@@ -299,12 +299,12 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             try:
                 ann = raw.read_annotation(path, cat.dir_name, youtube_id)
             except BadRecord as bad:
-                raw.handle_bad(bad, on_bad)
+                handle_bad(bad, on_bad)
                 continue
             video = raw.find_video(vdirs, cat.dir_name, youtube_id)
             if video is None:
                 where = " or ".join(f"{d}/{cat.dir_name}/" for d in vdirs)
-                raw.handle_bad(BadRecord(path, f"video missing: no {youtube_id}{{{','.join(raw.VIDEO_EXTS)}}} in "
+                handle_bad(BadRecord(path, f"video missing: no {youtube_id}{{{','.join(raw.VIDEO_EXTS)}}} in "
                                          f"{where}"), on_bad)
                 continue
             files.append(path)
@@ -383,12 +383,10 @@ def build(unit: WorkUnit, config: Config) -> Episode:
         raise BadRecord(s.annotation_rel, f"{unit.key}: no reference frame (planned with another configuration?)")
     rng = sample_rng(config.seed, name, unit.key)
     questions = OBJECT_QUESTIONS if s.question == "object" else ACTION_QUESTIONS
-    prompt = questions[rng.integers(len(questions))]
-    wait, abstain = WAIT[s.question], ABSTAIN[rng.integers(len(ABSTAIN))]
-    options = tuple(np.array([wait, REWIND, abstain], dtype=object)[rng.permutation(3)])
+    prompt, wait, abstain = pick(rng, questions), WAIT[s.question], pick(rng, ABSTAIN)
+    options = shuffled(rng, (wait, REWIND, abstain))
     others = [c for c in s.pool if normalise_text(c) != normalise_text(s.answer)]
-    picks = [others[i] for i in rng.choice(len(others), size=3, replace=False)]
-    categories = tuple(np.array([s.answer, *picks], dtype=object)[rng.permutation(4)])
+    categories = shuffled(rng, (s.answer, *draw(rng, others, 3)))
 
     try:
         video = raw.read_frames(Path(s.video), [float(lay.time(k)) for k in range(lay.reachable)], lay.seconds)

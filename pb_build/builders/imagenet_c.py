@@ -45,14 +45,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.raw import imagenet_c as raw
 from pb_build.raw.imagenet_classes import SYNSETS
-from pb_build.seeding import sample_rank, sample_rng
+from pb_build.seeding import draw, pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string
 
 name = "imagenet-c"
@@ -273,9 +271,7 @@ def _plan_tree(root: Path, config: Config, on_bad: OnBad) -> tuple[list[WorkUnit
             try:
                 image = raw.tree_image(root, corruption, wnid, file)
             except BadRecord as bad:
-                if on_bad is None:
-                    raise
-                on_bad(bad)
+                handle_bad(bad, on_bad)
                 continue
             units.append(WorkUnit(f"{name}/{wnid}/{file}", Sample(image, corruption, "imagenet-c")))
             files += [Path(p) for p in image.paths]
@@ -318,16 +314,12 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     sample: Sample = unit.payload
     image, corruption = sample.image, sample.corruption
     rng = sample_rng(config.seed, name, unit.key)
-    prompt = QUESTIONS[rng.integers(len(QUESTIONS))]
-    abstain = ABSTAIN[rng.integers(len(ABSTAIN))]
+    prompt, abstain = pick(rng, QUESTIONS), pick(rng, ABSTAIN)
     action = ACTION_OF[corruption]
     others = [a for a in QUALITY_OPTIONS if a != action]
-    drawn = rng.choice(len(others), size=3, replace=False)
-    quality = [QUALITY_OPTIONS[action], *(QUALITY_OPTIONS[others[i]] for i in drawn)]
-    options = tuple(np.array([*quality, abstain], dtype=object)[rng.permutation(5)])
-    other_wnids = [w for w in raw.WNIDS if w != image.wnid]
-    picks = [other_wnids[i] for i in rng.choice(len(other_wnids), size=3, replace=False)]
-    wnids = np.array([image.wnid, *picks], dtype=object)[rng.permutation(4)]
+    quality = [QUALITY_OPTIONS[action], *(QUALITY_OPTIONS[a] for a in draw(rng, others, 3))]
+    options = shuffled(rng, (*quality, abstain))
+    wnids = shuffled(rng, (image.wnid, *draw(rng, [w for w in raw.WNIDS if w != image.wnid], 3)))
     categories = tuple(category_string(CLASS_NAMES[w]) for w in wnids)
     answer = category_string(CLASS_NAMES[image.wnid])
     frames = _frames(sample, unit.key, config)

@@ -55,7 +55,7 @@ from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.frames import decode, encode_png
 from pb_build.raw import mvp_n as raw
-from pb_build.seeding import sample_rank, sample_rng
+from pb_build.seeding import pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string
 
 name = "mvp-n"
@@ -286,13 +286,11 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     payload: SetUnit = unit.payload
     view_set, names = payload.view_set, dict(payload.names)
     rng = sample_rng(config.seed, name, unit.key)
-    prompt = QUESTIONS[rng.integers(len(QUESTIONS))]
-    proactive = PROACTIVE[rng.integers(len(PROACTIVE))]
-    abstain = ABSTAIN[rng.integers(len(ABSTAIN))]
-    options = tuple(np.array([proactive, abstain], dtype=object)[rng.permutation(2)])
+    prompt, proactive, abstain = pick(rng, QUESTIONS), pick(rng, PROACTIVE), pick(rng, ABSTAIN)
+    options = shuffled(rng, (proactive, abstain))
     views = sequence(view_set, config.max_views, rng)
     wrong = distractors(view_set.class_id, rng)
-    classes = np.array([view_set.class_id, *wrong], dtype=object)[rng.permutation(N_DISTRACTORS + 1)]
+    classes = shuffled(rng, (view_set.class_id, *wrong))
     categories = tuple(category_string(names[c]) for c in classes)
     answer = category_string(names[view_set.class_id])
 

@@ -21,11 +21,11 @@ import numpy as np
 
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import encode_png
 from pb_build.raw import quickdraw as raw
 from pb_build.raw.quickdraw_categories import CATEGORIES
-from pb_build.seeding import sample_rank, sample_rng
+from pb_build.seeding import draw, pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string
 
 name = "quickdraw"
@@ -158,7 +158,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     for path in files:
         word = path.stem
         if word not in known:
-            _bad(BadRecord(path, f"unknown category {word!r} (not one of the 345 QuickDraw categories)"), on_bad)
+            handle_bad(BadRecord(path, f"unknown category {word!r} (not one of the 345 QuickDraw categories)"), on_bad)
             continue
         pool = _pool(path, word, config, on_bad)
         ranked = sorted(pool, key=lambda d: sample_rank(config.seed, name, f"{word}/{d.key_id}"))
@@ -172,10 +172,11 @@ def _pool(path: Path, word: str, config: Config, on_bad: OnBad) -> list[raw.Draw
     seen: set[str] = set()
     for drawing in raw.read_drawings(path, _file_format(path, config.format), on_bad):
         if drawing.word != word:
-            _bad(BadRecord(path, f"word {drawing.word!r} does not match the file's category", drawing.line), on_bad)
+            bad = BadRecord(path, f"word {drawing.word!r} does not match the file's category", drawing.line)
+            handle_bad(bad, on_bad)
             continue
         if drawing.key_id in seen:
-            _bad(BadRecord(path, f"duplicate key_id {drawing.key_id}", drawing.line), on_bad)
+            handle_bad(BadRecord(path, f"duplicate key_id {drawing.key_id}", drawing.line), on_bad)
             continue
         seen.add(drawing.key_id)
         if drawing.recognized and drawing.n_strokes >= 2:
@@ -183,12 +184,6 @@ def _pool(path: Path, word: str, config: Config, on_bad: OnBad) -> list[raw.Draw
             if len(pool) == config.pool:
                 break
     return pool
-
-
-def _bad(bad: BadRecord, on_bad: OnBad) -> None:
-    if on_bad is None:
-        raise bad
-    on_bad(bad)
 
 
 def stroke_groups(n_strokes: int, frames: int) -> list[int]:
@@ -223,13 +218,10 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     """Build the episode of one drawing."""
     drawing: raw.Drawing = unit.payload
     rng = sample_rng(config.seed, name, unit.key)
-    prompt = QUESTIONS[rng.integers(len(QUESTIONS))]
-    proactive = PROACTIVE[rng.integers(len(PROACTIVE))]
-    abstain = ABSTAIN[rng.integers(len(ABSTAIN))]
-    options = tuple(np.array([proactive, abstain], dtype=object)[rng.permutation(2)])
-    others = [c for c in CATEGORIES if c != drawing.word]
-    picks = [others[i] for i in rng.choice(len(others), size=3, replace=False)]
-    categories = tuple(category_string(c) for c in np.array([drawing.word, *picks], dtype=object)[rng.permutation(4)])
+    prompt, proactive, abstain = pick(rng, QUESTIONS), pick(rng, PROACTIVE), pick(rng, ABSTAIN)
+    options = shuffled(rng, (proactive, abstain))
+    picks = draw(rng, [c for c in CATEGORIES if c != drawing.word], 3)
+    categories = tuple(category_string(c) for c in shuffled(rng, (drawing.word, *picks)))
     answer = category_string(drawing.word)
     frames = tuple(render_frames(drawing, config))
     n = len(frames)

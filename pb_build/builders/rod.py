@@ -46,13 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.raw import rod as raw
-from pb_build.seeding import sample_rng
+from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
 
 name = "rod"
@@ -167,9 +165,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         try:
             occluder, source = raw.describe(sweep, table)
         except BadRecord as bad:
-            if on_bad is None:
-                raise
-            on_bad(bad)
+            handle_bad(bad, on_bad)
             continue
         units.append(WorkUnit(f"{name}/{sweep.name}", SweepUnit(sweep, occluder, source)))
         files += [Path(img.path) for img in sweep.images if img is not None]
@@ -270,14 +266,12 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     job: SweepUnit = unit.payload
     sweep = job.sweep
     rng = sample_rng(config.seed, name, unit.key)
-    prompt = QUESTIONS[rng.integers(len(QUESTIONS))].format(occluder=job.occluder)
+    prompt = pick(rng, QUESTIONS).format(occluder=job.occluder)
     left, right = LEFT_OPTION.format(occluder=job.occluder), RIGHT_OPTION.format(occluder=job.occluder)
-    abstain = ABSTAIN[rng.integers(len(ABSTAIN))]
-    options = tuple(str(o) for o in np.array([left, right, abstain], dtype=object)[rng.permutation(3)])
+    abstain = pick(rng, ABSTAIN)
+    options = shuffled(rng, (left, right, abstain))
     others = [c for c in raw.CLASSES if c != sweep.category]
-    picks = [others[i] for i in rng.choice(len(others), size=3, replace=False)]
-    categories = tuple(category_string(str(c)) for c in
-                       np.array([sweep.category, *picks], dtype=object)[rng.permutation(4)])
+    categories = tuple(category_string(c) for c in shuffled(rng, (sweep.category, *draw(rng, others, 3))))
     answer = category_string(sweep.category)
 
     frames, filled = _frame_bytes(sweep, config)

@@ -59,11 +59,11 @@ import numpy as np
 
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import decode
 from pb_build.matching import normalise_text
 from pb_build.raw import vsod as raw
-from pb_build.seeding import sample_rng
+from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
 
 name = "vsod"
@@ -198,12 +198,6 @@ def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
                        "(VSOD v1.0), then pass --raw <folder with Data/ and Annotations/> and --labels <csv>")
 
 
-def _bad(bad: BadRecord, on_bad: OnBad) -> None:
-    if on_bad is None:
-        raise bad
-    on_bad(bad)
-
-
 def _label_problem(text: str) -> str | None:
     cat = category_string(text)
     if len(text.strip()) < 2:
@@ -274,7 +268,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         try:
             _check_row(row, known, seen)
         except BadRecord as bad:
-            _bad(bad, on_bad)
+            handle_bad(bad, on_bad)
             continue
         seen.add((row.segment, row.question_type))
         rows.append(row)
@@ -294,7 +288,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             segment = raw.read_segment(root, config.split, seg_name)
             extension = _extension(segment, config)
         except BadRecord as bad:
-            _bad(bad, on_bad)
+            handle_bad(bad, on_bad)
             continue
         chosen = choose_frames(segment, config.strong_threshold)
         if isinstance(chosen, str):
@@ -307,7 +301,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             pool = _distinct(answers[row.question_type], {normalise_text(c) for c in
                                                           (category_string(row.answer), *own)})
             if len(own) + len(pool) < 3:
-                _bad(BadRecord(row.path, f"only {len(own) + len(pool)} wrong categories for {row.question_type} "
+                handle_bad(BadRecord(row.path, f"only {len(own) + len(pool)} wrong categories for {row.question_type} "
                                "(3 needed): add distractors to this row or more labelled segments", row.line), on_bad)
                 continue
             sample = Sample(
@@ -400,15 +394,14 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     s: Sample = unit.payload
     rng = sample_rng(config.seed, name, unit.key)
     questions = QUESTIONS[s.question_type]
-    prompt = questions[rng.integers(len(questions))]
-    abstain = ABSTAIN[rng.integers(len(ABSTAIN))]
-    options = tuple(str(o) for o in np.array([REWIND, WAIT, abstain], dtype=object)[rng.permutation(3)])
+    prompt, abstain = pick(rng, questions), pick(rng, ABSTAIN)
+    options = shuffled(rng, (REWIND, WAIT, abstain))
     own = list(s.distractors)
     if len(own) >= 3:
-        wrong = [own[i] for i in rng.choice(len(own), size=3, replace=False)]
+        wrong = draw(rng, own, 3)
     else:
-        wrong = own + [s.pool[i] for i in rng.choice(len(s.pool), size=3 - len(own), replace=False)]
-    categories = tuple(str(c) for c in np.array([s.answer, *wrong], dtype=object)[rng.permutation(4)])
+        wrong = own + draw(rng, s.pool, 3 - len(own))
+    categories = shuffled(rng, (s.answer, *wrong))
     frames = tuple(load_frame(p, config.max_side) for p in s.frames)
     n = len(frames)
     r_idx, w_idx, a_idx = options.index(REWIND), options.index(WAIT), options.index(abstain)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, PbBuildError, handle_bad
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -86,13 +86,6 @@ class VideoFrames:
     avg_fps: float
     width: int
     height: int
-
-
-def handle_bad(bad: BadRecord, on_bad: OnBad) -> None:
-    """Raise ``bad``, or hand it to ``on_bad`` (``--skip-bad``)."""
-    if on_bad is None:
-        raise bad
-    on_bad(bad)
 
 
 def read_categories(raw_dir: Path, on_bad: OnBad = None) -> list[Category]:

@@ -10,7 +10,6 @@ from pathlib import Path, PurePosixPath
 from pb_build.episode import Episode, official_line
 from pb_build.errors import InvalidEpisode
 
-
 # File creation dominates writing many small frames; a background thread overlaps it with frame generation
 # (OpenCV and file I/O release the GIL). Bounded, so memory stays flat.
 MAX_PENDING_FILES = 256
