@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pb_build.builders import changeit, imagenet_c, mvp_n, quickdraw, rod, vsod
+from pb_build.builders import changeit, coco, imagenet_c, mvp_n, quickdraw, rod, vsod
 from pb_build.errors import PbBuildError
 
 REGISTRY: dict[str, ModuleType] = {
     quickdraw.name: quickdraw,
     changeit.name: changeit,
+    coco.name: coco,
     imagenet_c.name: imagenet_c,
     mvp_n.name: mvp_n,
     rod.name: rod,
