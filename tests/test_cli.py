@@ -89,3 +89,30 @@ def test_verify_fails_on_a_tampered_release(tmp_path: Path) -> None:
     code, output = run("verify", str(out), "--quiet")
     assert code == 1
     assert "README.md: checksum does not match SHA256SUMS" in output
+
+
+def test_every_registered_source_has_a_command_with_its_parameters() -> None:
+    import dataclasses
+
+    from pb_build.builders import REGISTRY
+
+    assert sorted(REGISTRY) == ["changeit", "coco", "imagenet-c", "mvp-n", "quickdraw", "rod", "vsod"]
+    code, output = run("list")
+    assert code == 0
+    for name, builder in REGISTRY.items():
+        assert name in output and builder.info.official_name in output
+        code, help_text = run(name, "--help")
+        assert code == 0, help_text
+        for f in dataclasses.fields(builder.Config):
+            assert f"--{f.name.replace('_', '-')}" in help_text
+
+
+def test_sources_without_a_bundled_sample_say_so(tmp_path: Path) -> None:
+    from pb_build.builders import REGISTRY
+
+    for name, builder in REGISTRY.items():
+        if builder.sample_dir() is not None:
+            continue
+        code, output = run(name, "--sample", "--out", str(tmp_path / name), "--quiet")
+        assert_one_line_error(code, output, f"{name} has no bundled sample")
+        assert not (tmp_path / name).exists()
