@@ -82,3 +82,31 @@ def run_official_report(name: str, data_dir: Path | str, jobs: list[dict[str, An
 def run_official(name: str, data_dir: Path | str, jobs: list[dict[str, Any]], timeout: float = 600) -> list[dict]:
     """One result per job, in order (see ``tests/official_driver.py`` for the fields)."""
     return run_official_report(name, data_dir, jobs, timeout)["jobs"]
+
+
+def replay_job(ep: Any, job: dict[str, Any], policies: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Play one driver job with pb-build's generic replay, recording the fields the official driver reports.
+
+    ``policies`` overrides named policies (e.g. a source whose driver 'oracle' is not ours).
+    """
+    from pb_build.replay import POLICIES, Replay
+
+    table = {**POLICIES, **(policies or {})}
+    policy, answers = job["policy"], job.get("answers") or []
+    rep = Replay(ep, reference=bool(job.get("reference")) or policy == "reference")
+    shown: list[list[str]] = []
+    while not rep.done:
+        shown.append(rep.shown_texts())
+        if policy == "letters":
+            text = answers[min(rep.num_turns, len(answers) - 1)]
+        elif policy == "reference":
+            text = ep.answer
+        else:
+            text = table[policy](rep)
+        rep.answer(text)
+    return {
+        "num_turns": rep.num_turns, "correct_prediction": rep.correct, "max_steps": rep.num_turns == ep.max_steps,
+        "frames": [t.frame for t in rep.turns], "answers": [t.answer for t in rep.turns], "options": shown,
+        "action_evaluations": [t.action_verdict for t in rep.turns],
+        "category_evaluations": [t.category_verdict for t in rep.turns],
+    }

@@ -46,9 +46,9 @@ from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import requires_official, run_official_report
+    from official import replay_job, requires_official, run_official_report
 except ImportError:  # tests/ imported as a package
-    from tests.official import requires_official, run_official_report
+    from tests.official import replay_job, requires_official, run_official_report
 
 NAME = "ChangeIt"
 REWIND = "Rewind the video."
@@ -369,27 +369,6 @@ def _first_valid(rep: Replay) -> str:
     return rep.episode.options[min(st.valid)] if st.valid else rep.episode.answer
 
 
-def _replay(ep: Episode, job: dict[str, Any]) -> dict[str, Any]:
-    policy, answers = job["policy"], job.get("answers") or []
-    rep = Replay(ep, reference=bool(job.get("reference")) or policy == "reference")
-    shown: list[list[str]] = []
-    while not rep.done:
-        shown.append(rep.shown_texts())
-        if policy == "letters":
-            text = answers[min(rep.num_turns, len(answers) - 1)]
-        elif policy == "reference":
-            text = ep.answer
-        elif policy == "oracle":
-            text = _first_valid(rep)
-        else:
-            text = POLICIES[policy](rep)
-        rep.answer(text)
-    return {"num_turns": rep.num_turns, "correct_prediction": rep.correct, "max_steps": rep.num_turns == ep.max_steps,
-            "frames": [t.frame for t in rep.turns], "answers": [t.answer for t in rep.turns], "options": shown,
-            "action_evaluations": [t.action_verdict for t in rep.turns],
-            "category_evaluations": [t.category_verdict for t in rep.turns]}
-
-
 @pytest.fixture(scope="module")
 def played(release: Path) -> list[tuple[dict, dict, dict, list]]:
     """(job, official result, replay result, official frames as native indices) for every job."""
@@ -402,7 +381,8 @@ def played(release: Path) -> list[tuple[dict, dict, dict, list]]:
     for job, off in zip(jobs, report["jobs"], strict=True):
         rec = recs[job["id"]]
         paths = {rec["image_template"].format(image=k * rec["step_size"]): k for k in range(rec["max_steps"])}
-        out.append((job, off, _replay(eps[job["id"]], job), [paths.get(p) for p in off["images"]]))
+        ours = replay_job(eps[job["id"]], job, {"oracle": _first_valid})
+        out.append((job, off, ours, [paths.get(p) for p in off["images"]]))
     return out
 
 

@@ -35,15 +35,15 @@ from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.provenance import read_manifest, read_sums
 from pb_build.raw import coco as raw
-from pb_build.replay import POLICIES, Replay
+from pb_build.replay import Replay
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import requires_official, run_official_report
+    from official import replay_job, requires_official, run_official_report
 except ImportError:  # tests/ imported as a package
-    from tests.official import requires_official, run_official_report
+    from tests.official import replay_job, requires_official, run_official_report
 
 NAME = "coco2014"
 requires_shared_coco = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"real COCO annotation sample not found at "
@@ -603,35 +603,12 @@ def _jobs(rel: Release) -> list[dict[str, Any]]:
     return jobs
 
 
-def _replay(ep: Episode, job: dict[str, Any]) -> dict[str, Any]:
-    policy, answers = job["policy"], job.get("answers") or []
-    reference = policy == "reference"
-    rep = Replay(ep, reference=reference)
-    shown: list[list[str]] = []
-    while not rep.done:
-        shown.append(rep.shown_texts())
-        if policy == "letters":
-            text = answers[min(rep.num_turns, len(answers) - 1)]
-        elif policy == "reference":
-            text = ep.answer
-        else:
-            text = POLICIES[policy](rep)
-        rep.answer(text)
-    return {
-        "num_turns": rep.num_turns, "correct_prediction": rep.correct, "max_steps": rep.num_turns == ep.max_steps,
-        "answers": [t.answer for t in rep.turns], "options": shown,
-        "action_evaluations": [t.action_verdict for t in rep.turns],
-        "category_evaluations": [t.category_verdict for t in rep.turns],
-        "frames": [t.frame for t in rep.turns],
-    }
-
-
 @pytest.fixture(scope="module")
 def played(release: Release) -> list[tuple[dict, dict, dict]]:
     jobs = _jobs(release)
     report = run_official_report(NAME, release.root / "test", jobs)
     assert report["records"] == len(release.records)
-    return [(job, off, _replay(release.episodes[job["id"]], job))
+    return [(job, off, replay_job(release.episodes[job["id"]], job))
             for job, off in zip(jobs, report["jobs"], strict=True)]
 
 
@@ -787,7 +764,7 @@ def test_real_annotation_sample_builds_and_runs_officially(tmp_path: Path) -> No
     jobs = [{"id": 0, "policy": p, "views": True} for p in ("oracle", "proactive", "abstain", "first", "reference")]
     results = run_official_report(NAME, out / "test", jobs)["jobs"]
     for job, off in zip(jobs, results, strict=True):
-        ours = _replay(ep, job)
+        ours = replay_job(ep, job)
         assert off["error"] is None and off["num_turns"] == ours["num_turns"]
         assert off["correct_prediction"] == ours["correct_prediction"] == (job["policy"] != "abstain")
         for view, frame in zip(off["views"], ours["frames"], strict=True):

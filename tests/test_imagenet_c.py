@@ -30,16 +30,15 @@ from pb_build.matching import normalise_text
 from pb_build.official import ACTION_KEYS, ACTION_SPACE
 from pb_build.raw import imagenet_c as raw
 from pb_build.raw.imagenet_classes import SYNSETS
-from pb_build.replay import POLICIES, Replay
 from pb_build.strings import category_string, is_abstain
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import requires_official, run_official_report
+    from official import replay_job, requires_official, run_official_report
 except ImportError:  # tests/ imported as a package
-    from tests.official import requires_official, run_official_report
+    from tests.official import replay_job, requires_official, run_official_report
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures" / "imagenet_c"
@@ -419,27 +418,6 @@ def _jobs(rel: Release) -> list[dict[str, Any]]:
     return jobs
 
 
-def _replay(ep: Episode, job: dict[str, Any]) -> dict[str, Any]:
-    policy, answers = job["policy"], job.get("answers") or []
-    rep = Replay(ep, reference=bool(job.get("reference")) or policy == "reference")
-    shown: list[list[str]] = []
-    while not rep.done:
-        shown.append(rep.shown_texts())
-        if policy == "letters":
-            text = answers[min(rep.num_turns, len(answers) - 1)]
-        elif policy == "reference":
-            text = ep.answer
-        else:
-            text = POLICIES[policy](rep)
-        rep.answer(text)
-    return {
-        "num_turns": rep.num_turns, "correct_prediction": rep.correct, "max_steps": rep.num_turns == ep.max_steps,
-        "frames": [t.frame for t in rep.turns], "answers": [t.answer for t in rep.turns], "options": shown,
-        "action_evaluations": [t.action_verdict for t in rep.turns],
-        "category_evaluations": [t.category_verdict for t in rep.turns],
-    }
-
-
 @dataclass
 class Outcome:
     job: dict[str, Any]
@@ -455,7 +433,7 @@ def played(release: Release) -> tuple[dict[str, Any], list[Outcome]]:
     outcomes = []
     for job, off in zip(jobs, report["jobs"], strict=True):
         paths = release.frame_paths(job["id"])
-        outcomes.append(Outcome(job, off, _replay(release.episodes[job["id"]], job),
+        outcomes.append(Outcome(job, off, replay_job(release.episodes[job["id"]], job),
                                 [paths.get(p) for p in off["images"]]))
     return report, outcomes
 

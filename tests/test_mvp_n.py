@@ -23,16 +23,16 @@ from pb_build.manifests.provenance import read_manifest
 from pb_build.matching import normalise_text
 from pb_build.official import ACTION_KEYS, check_record, reachable_paths
 from pb_build.raw import mvp_n as raw
-from pb_build.replay import POLICIES, Replay, play
+from pb_build.replay import POLICIES, play
 from pb_build.strings import is_abstain
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import requires_official, run_official_report
+    from official import replay_job, requires_official, run_official_report
 except ImportError:  # tests/ imported as a package
-    from tests.official import requires_official, run_official_report
+    from tests.official import replay_job, requires_official, run_official_report
 
 NAME = "MVP-N"
 
@@ -364,26 +364,6 @@ def _jobs(rel: Release) -> list[dict[str, Any]]:
     return jobs
 
 
-def _replay(ep: Episode, job: dict[str, Any]) -> dict[str, Any]:
-    policy, answers = job["policy"], job.get("answers") or []
-    reference = bool(job.get("reference")) or policy == "reference"
-    rep = Replay(ep, reference=reference)
-    shown: list[list[str]] = []
-    while not rep.done:
-        shown.append(rep.shown_texts())
-        if policy == "letters":
-            text = answers[min(rep.num_turns, len(answers) - 1)]
-        elif policy == "reference":
-            text = ep.answer
-        else:
-            text = POLICIES[policy](rep)
-        rep.answer(text)
-    return {"num_turns": rep.num_turns, "correct_prediction": rep.correct, "max_steps": rep.num_turns == ep.max_steps,
-            "frames": [t.frame for t in rep.turns], "answers": [t.answer for t in rep.turns], "options": shown,
-            "action_evaluations": [t.action_verdict for t in rep.turns],
-            "category_evaluations": [t.category_verdict for t in rep.turns]}
-
-
 @pytest.fixture(scope="module")
 def played(release: Release):
     jobs = _jobs(release)
@@ -392,7 +372,7 @@ def played(release: Release):
     for job, off in zip(jobs, report["jobs"], strict=True):
         rec = release.records[job["id"]]
         paths = {p: k for k, p in enumerate(frame_paths(rec))}
-        out.append((job, off, _replay(release.episodes[job["id"]], job), [paths.get(p) for p in off["images"]]))
+        out.append((job, off, replay_job(release.episodes[job["id"]], job), [paths.get(p) for p in off["images"]]))
     return report, out
 
 

@@ -19,14 +19,13 @@ import pytest
 
 from pb_build.builders import quickdraw
 from pb_build.episode import Episode
-from pb_build.replay import POLICIES, Replay
 from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import requires_official, run_official_report
+    from official import replay_job, requires_official, run_official_report
 except ImportError:  # tests/ imported as a package
-    from tests.official import requires_official, run_official_report
+    from tests.official import replay_job, requires_official, run_official_report
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / ".." / "shared" / "fixtures" / "quickdraw" / "simplified"
@@ -134,33 +133,6 @@ def _jobs(rel: Release) -> list[dict[str, Any]]:
     return jobs
 
 
-def _replay(ep: Episode, job: dict[str, Any]) -> dict[str, Any]:
-    """Play ``job`` with our generic replay, recording the same fields as the official driver."""
-    policy, answers = job["policy"], job.get("answers") or []
-    reference = bool(job.get("reference")) or policy == "reference"
-    rep = Replay(ep, reference=reference)
-    shown: list[list[str]] = []
-    while not rep.done:
-        shown.append(rep.shown_texts())
-        if policy == "letters":
-            text = answers[min(rep.num_turns, len(answers) - 1)]
-        elif policy == "reference":
-            text = ep.answer
-        else:
-            text = POLICIES[policy](rep)
-        rep.answer(text)
-    return {
-        "num_turns": rep.num_turns,
-        "correct_prediction": rep.correct,
-        "max_steps": rep.num_turns == ep.max_steps,
-        "frames": [t.frame for t in rep.turns],
-        "answers": [t.answer for t in rep.turns],
-        "options": shown,
-        "action_evaluations": [t.action_verdict for t in rep.turns],
-        "category_evaluations": [t.category_verdict for t in rep.turns],
-    }
-
-
 @pytest.fixture(scope="module")
 def played(release: Release) -> tuple[dict[str, Any], list[Outcome]]:
     """Every job of the release, played in the official environment (one subprocess) and in our replay."""
@@ -169,7 +141,7 @@ def played(release: Release) -> tuple[dict[str, Any], list[Outcome]]:
     outcomes = []
     for job, off in zip(jobs, report["jobs"], strict=True):
         paths = release.frame_paths(job["id"])
-        outcomes.append(Outcome(job, off, _replay(release.episodes[job["id"]], job),
+        outcomes.append(Outcome(job, off, replay_job(release.episodes[job["id"]], job),
                                 [paths.get(p) for p in off["images"]]))
     return report, outcomes
 

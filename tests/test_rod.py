@@ -30,15 +30,15 @@ from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.provenance import read_manifest
 from pb_build.raw import rod as raw
-from pb_build.replay import POLICIES, Replay, oracle, play
+from pb_build.replay import Replay, oracle, play
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import requires_official, run_official_report
+    from official import replay_job, requires_official, run_official_report
 except ImportError:  # tests/ imported as a package
-    from tests.official import requires_official, run_official_report
+    from tests.official import replay_job, requires_official, run_official_report
 
 NAME = "Realistic-Occlusion-Dataset"
 JSONL = f"test/{NAME}_preprocessed.jsonl"
@@ -531,26 +531,6 @@ def _jobs(recs: list[dict], eps: dict[int, Episode]) -> list[dict[str, Any]]:
     return jobs
 
 
-def _replay(ep: Episode, job: dict[str, Any]) -> dict[str, Any]:
-    policy, answers = job["policy"], job.get("answers") or []
-    reference = bool(job.get("reference")) or policy == "reference"
-    rep = Replay(ep, reference=reference)
-    shown: list[list[str]] = []
-    while not rep.done:
-        shown.append(rep.shown_texts())
-        if policy == "letters":
-            text = answers[min(rep.num_turns, len(answers) - 1)]
-        elif policy == "reference":
-            text = ep.answer
-        else:
-            text = POLICIES[policy](rep)
-        rep.answer(text)
-    return {"num_turns": rep.num_turns, "correct_prediction": rep.correct, "max_steps": rep.num_turns == ep.max_steps,
-            "frames": [t.frame for t in rep.turns], "answers": [t.answer for t in rep.turns], "options": shown,
-            "action_evaluations": [t.action_verdict for t in rep.turns],
-            "category_evaluations": [t.category_verdict for t in rep.turns]}
-
-
 @pytest.fixture(scope="module")
 def played(release: Path) -> list[tuple[dict, dict, dict, list[int | None]]]:
     recs, eps = records(release), episodes(release)
@@ -562,7 +542,7 @@ def played(release: Path) -> list[tuple[dict, dict, dict, list[int | None]]]:
     for job, off in zip(jobs, report["jobs"], strict=True):
         rec = recs[job["id"]]
         paths = {rec["image_template"].format(image=k): k for k in range(rec["num_images"])}
-        out.append((job, off, _replay(eps[job["id"]], job), [paths.get(p) for p in off["images"]]))
+        out.append((job, off, replay_job(eps[job["id"]], job), [paths.get(p) for p in off["images"]]))
     return out
 
 

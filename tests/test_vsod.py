@@ -25,15 +25,15 @@ from pb_build.episode import Episode, State
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.provenance import read_manifest
 from pb_build.raw import vsod as raw
-from pb_build.replay import POLICIES, Replay, oracle, play
+from pb_build.replay import oracle, play
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import requires_official, run_official_report
+    from official import replay_job, requires_official, run_official_report
 except ImportError:  # tests/ imported as a package
-    from tests.official import requires_official, run_official_report
+    from tests.official import replay_job, requires_official, run_official_report
 
 NAME = "OcclusionDataSet-MM20"
 W, H = 64, 48
@@ -415,28 +415,6 @@ def letter_sequences(rec: dict) -> list[tuple[str, list[str], bool]]:
         ("reference_letter", [chr(65 + cats.index(answer))], True),
         ("reference_option", [vsod.WAIT], True),
     ]
-
-
-def replay_job(ep: Episode, job: dict) -> dict:
-    policy, answers = job["policy"], job.get("answers") or []
-    reference = bool(job.get("reference")) or policy == "reference"
-    rep = Replay(ep, reference=reference)
-    shown = []
-    while not rep.done:
-        shown.append(rep.shown_texts())
-        if policy == "letters":
-            text = answers[min(rep.num_turns, len(answers) - 1)]
-        elif policy == "reference":
-            text = ep.answer
-        else:
-            text = POLICIES[policy](rep)
-        rep.answer(text)
-    return {
-        "num_turns": rep.num_turns, "correct_prediction": rep.correct, "max_steps": rep.num_turns == ep.max_steps,
-        "frames": [t.frame for t in rep.turns], "answers": [t.answer for t in rep.turns], "options": shown,
-        "action_evaluations": [t.action_verdict for t in rep.turns],
-        "category_evaluations": [t.category_verdict for t in rep.turns],
-    }
 
 
 @pytest.fixture(scope="module")
