@@ -14,6 +14,7 @@ import click
 from pb_build import __version__
 from pb_build.builders import REGISTRY
 from pb_build.errors import PbBuildError
+from pb_build.eval.cli import attach as attach_eval
 
 
 def _fail(err: BaseException) -> None:
@@ -114,6 +115,9 @@ def _source_command(builder: ModuleType) -> click.Command:
 
 for _builder in REGISTRY.values():
     main.add_command(_source_command(_builder))
+
+# The evaluator's commands (eval, judge, filter, train-split); torch/transformers load only when a model is used.
+attach_eval(main)
 
 
 @main.command()

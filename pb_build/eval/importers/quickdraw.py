@@ -1,0 +1,61 @@
+"""QuickDraw records -> episodes (the inverse of ``pb_build.builders.quickdraw``'s export).
+
+Semantics of the official ``QuickDrawEnvironment``: frames ``0 .. num_images-1`` (4-digit padded), the first
+frame shown first, every non-abstain option valid and moving one frame on, except at the last turn where only
+the category is; ``max_steps = num_images``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pb_build.builders import quickdraw as builder
+from pb_build.episode import Episode, OfficialExport, OfficialFile, State
+from pb_build.strings import is_abstain
+
+OFFICIAL_NAME = "QuickDraw"
+
+
+def _key(sample_id: int, template: str) -> str:
+    parts = PurePosixPath(template).parent.parts
+    if len(parts) == 3 and parts[0] == OFFICIAL_NAME:
+        return f"{builder.name}/{parts[1]}/{parts[2]}"
+    return f"{builder.name}/id-{sample_id}"
+
+
+def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
+    """The episode of one QuickDraw record, reading its frames under ``test_dir``."""
+    from pb_build.eval.importers import ImportFailure, read_frame
+
+    body = {k: v for k, v in record.items() if k != "id"}
+    n, template = int(record["num_images"]), record["image_template"]
+    if record["first_image"] != 0:
+        raise ImportFailure(f"first_image must be 0, is {record['first_image']}")
+    paths = [template.format(image=str(k).zfill(4)) for k in range(n)]
+    frames = tuple(read_frame(test_dir, p) for p in paths)
+    options = tuple(record["options"])
+    abstain = tuple(i for i, o in enumerate(options) if is_abstain(o))
+    proactive = tuple(i for i in range(len(options)) if i not in abstain)
+    shown = tuple(range(len(options)))
+    states = tuple(
+        State(frame=k, shown=shown, valid=proactive if k < n - 1 else (),
+              targets=(k + 1,) * len(proactive) if k < n - 1 else ())
+        for k in range(n)
+    )
+    files = tuple(OfficialFile(p, f) for p, f in zip(paths, frames, strict=True))
+    return Episode(
+        source=builder.name,
+        key=_key(record["id"], template),
+        prompt=record["prompt"],
+        options=options,
+        categories=tuple(record["categories"]),
+        answer=record["answer"],
+        frames=frames,
+        states=states,
+        reference_frame=int(record["reference_image"]),
+        max_steps=n,
+        hint=builder.HINT,
+        abstain=abstain,
+        official=OfficialExport(OFFICIAL_NAME, body, files),
+    )
