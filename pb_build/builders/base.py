@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -38,7 +38,7 @@ class WorkUnit:
 class Plan:
     """The planned work of one build, in release order, plus what the manifest must record."""
 
-    units: list[WorkUnit]
+    units: Iterable[WorkUnit]  # a list, or an iterator when the builder streams its raw records
     raw_files: list[Path]
     raw_root: Path
     notes: dict[str, Any] = field(default_factory=dict)
@@ -66,7 +66,7 @@ class Builder(Protocol):
         """Turn one work unit into an episode (pure; runs in worker processes)."""
 
 
-def iter_units(units: list[WorkUnit]) -> Iterator[WorkUnit]:
+def iter_units(units: Iterable[WorkUnit]) -> Iterator[WorkUnit]:
     """Check keys are unique while iterating (duplicate keys would make ids ambiguous)."""
     seen: set[str] = set()
     for unit in units:

@@ -13,6 +13,7 @@ Construction (benchmark.md §6, QD):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,20 +152,28 @@ def raw_files(raw_dir: Path, categories: list[str]) -> list[Path]:
 
 
 def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
-    """Select ``per_class`` drawings per category file and return them as work units."""
+    """Select ``per_class`` drawings per category file; units are produced lazily, one category at a time."""
     files = raw_files(raw_dir, config.category_list)
     known = set(CATEGORIES)
-    units: list[WorkUnit] = []
+    usable = []
+    for path in files:
+        if path.stem in known:
+            usable.append(path)
+        else:
+            handle_bad(BadRecord(path, f"unknown category {path.stem!r} (not one of the 345 QuickDraw categories)"),
+                       on_bad)
+    return Plan(units=_select(usable, config, on_bad), raw_files=files, raw_root=raw_dir,
+                notes={"pool_version": POOL_VERSION})
+
+
+def _select(files: list[Path], config: Config, on_bad: OnBad) -> Iterator[WorkUnit]:
+    # Streaming: only one category's pool is in memory at a time.
     for path in files:
         word = path.stem
-        if word not in known:
-            handle_bad(BadRecord(path, f"unknown category {word!r} (not one of the 345 QuickDraw categories)"), on_bad)
-            continue
         pool = _pool(path, word, config, on_bad)
         ranked = sorted(pool, key=lambda d: sample_rank(config.seed, name, f"{word}/{d.key_id}"))
         chosen = {d.key_id for d in ranked[: config.per_class]}
-        units += [WorkUnit(f"{name}/{word}/{d.key_id}", d) for d in pool if d.key_id in chosen]
-    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes={"pool_version": POOL_VERSION})
+        yield from (WorkUnit(f"{name}/{word}/{d.key_id}", d) for d in pool if d.key_id in chosen)
 
 
 def _pool(path: Path, word: str, config: Config, on_bad: OnBad) -> list[raw.Drawing]:

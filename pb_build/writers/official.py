@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
@@ -24,10 +23,10 @@ class OfficialWriter:
         test_dir.mkdir(parents=True, exist_ok=True)
         self.jsonl_path = test_dir / f"{official_name}_preprocessed.jsonl"
         self._jsonl = open(self.jsonl_path, "w", encoding="utf-8", newline="\n")
-        self._written: dict[str, Future[str]] = {}  # path -> sha256 of its content, once stored
+        self._written: dict[str, str] = {}  # path -> sha256 of a stored file
         self._folders: set[PurePosixPath] = set()
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pb-build-files")
-        self._pending: deque[Future[str]] = deque()
+        self._in_flight: dict[str, Future[str]] = {}  # path -> its pending write, oldest first
         self.records = 0
 
     def write(self, ep: Episode, sample_id: int) -> None:
@@ -44,34 +43,40 @@ class OfficialWriter:
         rel_path = PurePosixPath(rel)
         if rel_path.is_absolute() or ".." in rel_path.parts:
             raise InvalidEpisode(f"episode {key}: official path {rel!r} must stay inside test/")
-        previous = self._written.get(rel)
+        previous = self._written.get(rel) or self._in_flight.get(rel)
         if previous is not None:
-            if previous.result() != hashlib.sha256(data).hexdigest():
+            digest = previous if isinstance(previous, str) else previous.result()
+            if digest != hashlib.sha256(data).hexdigest():
                 raise InvalidEpisode(f"episode {key}: {rel} was already written with different content")
             return
         folder = None
         if rel_path.parent not in self._folders:
             folder = self.test_dir / rel_path.parent
             self._folders.add(rel_path.parent)
-        stored = self._io.submit(_store, self.test_dir / rel_path, data, folder)
-        self._pending.append(stored)
-        while len(self._pending) > MAX_PENDING_FILES:
-            self._pending.popleft().result()
-        self._written[rel] = stored
+        self._in_flight[rel] = self._io.submit(_store, self.test_dir / rel_path, data, folder)
+        while len(self._in_flight) > MAX_PENDING_FILES:
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        # Keep only the digest of a finished write: a Future per file would grow memory with the release.
+        rel = next(iter(self._in_flight))
+        self._written[rel] = self._in_flight.pop(rel).result()
 
     @property
     def files(self) -> int:
-        return len(self._written)
+        return len(self._written) + len(self._in_flight)
 
     def digests(self, prefix: str) -> dict[str, str]:
         """sha256 of every file written, keyed by ``prefix`` + path (so SHA256SUMS need not re-read them)."""
-        return {prefix + rel: digest.result() for rel, digest in self._written.items()}
+        while self._in_flight:
+            self._settle_oldest()
+        return {prefix + rel: digest for rel, digest in self._written.items()}
 
     def close(self) -> None:
         """Finish pending file writes (raising their errors) and close the JSONL file."""
         try:
-            while self._pending:
-                self._pending.popleft().result()
+            while self._in_flight:
+                self._settle_oldest()
         finally:
             self._io.shutdown(wait=True, cancel_futures=True)
             self._jsonl.close()

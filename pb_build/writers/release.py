@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import time
+from collections.abc import Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -138,7 +139,8 @@ def _build_source(
     official = OfficialWriter(tmp / SPLIT, builder.info.official_name)
     native = NativeWriter(tmp / builder.name, SPLIT, shard_bytes)
     keys: list[str] = []
-    bar = tqdm(total=len(plan.units), desc=f"{builder.name}", unit="sample", disable=not progress)
+    total = len(plan.units) if isinstance(plan.units, Sized) else None
+    bar = tqdm(total=total, desc=f"{builder.name}", unit="sample", disable=not progress)
     try:
         for result in run_units(builder, iter_units(plan.units), job.config, workers):
             bar.update(1)
