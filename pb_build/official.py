@@ -100,11 +100,15 @@ def reachable_paths(name: str, record: dict[str, Any]) -> list[str]:
             first, step = record["first_image"], record["step_size"]
             paths = [template.format(image=i) for i in range(first % step, n, step)]
         case "MVP-N":
-            ids = record["valid_images"]
+            # Turn 0 shows first_image, turn k shows valid_images[k]; {informative} is 1 only at the last turn.
+            ids = [record["first_image"], *record["valid_images"][1:n]]
             paths = [template.format(image=str(v).zfill(4), informative=int(k == n - 1)) for k, v in enumerate(ids)]
             paths.append(template.format(image=str(record["reference_image"]).zfill(4), informative=1))
         case "ImageNet-C":
-            paths = [template.format(level=lvl) for lvl in range(1, n + 1)]
+            # Each valid fix lowers the severity by one, from first_image.
+            first = record["first_image"]
+            paths = [template.format(level=first - k) for k in range(n)]
+            paths.append(template.format(level=record["reference_image"]))
         case "coco2014":
             paths = [template]
         case _:

@@ -355,11 +355,15 @@ def _resize(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def states_for(reachable: int, step: int, num_images: int, rewind: int, wait: int, abstain: int) -> tuple[State, ...]:
-    """One state per reachable frame, hiding options exactly as the official ``_get_valid_options`` does."""
+def states_for(reachable: int, step: int, num_images: int, rewind: int, wait: int, abstain: int,
+               offset: int = 0) -> tuple[State, ...]:
+    """One state per reachable frame, hiding options exactly as the official ``_get_valid_options`` does.
+
+    State k shows official image ``offset + k * step`` (``offset`` is 0 when built: ``first_image = 0``).
+    """
     out = []
     for k in range(reachable):
-        image = k * step
+        image = offset + k * step
         hidden = None
         if image - step < 0:
             hidden = rewind

@@ -519,32 +519,64 @@ class Machine:
     max_steps: int
 
 
+def running_step(step: float, moves: int) -> float:
+    """The running step of an axis after ``moves`` moves on it, computed as ``COCO2014Environment`` does
+    (``step <- step / n * (n + 1)`` for n = 1 .. moves): exactly ``step * (moves + 1)`` for whole-pixel steps."""
+    for n in range(1, moves + 1):
+        step = step / n * (n + 1)
+    return step
+
+
+def pil_box(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """The integer box ``PIL.Image.crop`` uses for ``box`` (it rounds every coordinate)."""
+    x1, y1, x2, y2 = (int(round(c)) for c in box)
+    return x1, y1, x2, y2
+
+
 def state_machine(geo: Geometry, options: Sequence[str]) -> Machine:
-    """Explore every reachable state from (0, 0) with the official rules."""
+    """Explore every reachable state from (0, 0) with the official rules.
+
+    A move is only explored from a state before the turn limit; a move still shown at the last turn (only possible
+    in records whose steps never exhaust an axis in time) targets its own state, as the episode ends there anyway.
+    """
     d, g, h0, v0 = geo.direction, geo.granularity, geo.horizontal_step, geo.vertical_step
     max_steps, max_h, max_v = official_limits(d, g, h0, v0)
     effect = {LEFT: (1, 0), RIGHT: (1, 0), UP: (0, 1), DOWN: (0, 1), ZOOM: (1, 1)}
-    seen = {(0, 0)}
+    turn = {(0, 0): 1}  # the turn at which a state is shown (every path to it has the same length)
     frontier = [(0, 0)]
     while frontier:
         a, b = frontier.pop()
-        for opt in official_shown(d, options, h0 * (a + 1), v0 * (b + 1), max_h, max_v):
+        if turn[(a, b)] >= max_steps:
+            continue
+        for opt in official_shown(d, options, running_step(h0, a), running_step(v0, b), max_h, max_v):
             if opt in effect:
                 nxt = (a + effect[opt][0], b + effect[opt][1])
-                if nxt not in seen:
-                    seen.add(nxt)
+                if nxt not in turn:
+                    turn[nxt] = turn[(a, b)] + 1
                     frontier.append(nxt)
-    moves = sorted(seen)
+    moves = sorted(turn)
     index = {ab: i for i, ab in enumerate(moves)}
     boxes, shown, targets = [], [], []
-    for a, b in moves:
-        h, v = h0 * (a + 1), v0 * (b + 1)
-        box = official_box(d, geo.crop, h, v)
-        boxes.append(tuple(int(c) for c in box))
+    for i, (a, b) in enumerate(moves):
+        h, v = running_step(h0, a), running_step(v0, b)
+        boxes.append(pil_box(official_box(d, geo.crop, h, v)))
         here = official_shown(d, options, h, v, max_h, max_v)
         shown.append(here)
-        targets.append({o: index[(a + effect[o][0], b + effect[o][1])] for o in here if o in effect})
+        targets.append({o: index.get((a + effect[o][0], b + effect[o][1]), i) for o in here if o in effect})
     return Machine(moves, boxes, shown, targets, max_steps)
+
+
+def machine_states(machine: Machine, options: Sequence[str]) -> tuple[State, ...]:
+    """The episode states of a machine: state k shows frame k (the view of ``machine.boxes[k]``)."""
+    return tuple(
+        State(
+            frame=k,
+            shown=tuple(i for i, o in enumerate(options) if o in machine.shown[k]),
+            valid=tuple(i for i, o in enumerate(options) if o in machine.targets[k]),
+            targets=tuple(machine.targets[k][o] for o in options if o in machine.targets[k]),
+        )
+        for k in range(len(machine.moves))
+    )
 
 
 # ----------------------------------------------------------------------------------------------------- plan
@@ -652,12 +684,27 @@ def decode_image(data: bytes, src: raw.Source, width: int, height: int) -> Any:
     return pixels
 
 
+def crop_view(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """``PIL.Image.crop(box)`` on decoded pixels: the part of the box outside the image is black, as PIL fills it
+    (pb-build's own views always lie inside the image)."""
+    x1, y1, x2, y2 = box
+    height, width = pixels.shape[:2]
+    if 0 <= x1 <= x2 <= width and 0 <= y1 <= y2 <= height:
+        return pixels[y1:y2, x1:x2]
+    if x2 < x1 or y2 < y1:
+        raise ValueError(f"crop box {box} has a negative size")
+    view = np.zeros((y2 - y1, x2 - x1, *pixels.shape[2:]), pixels.dtype)
+    ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
+    if ix1 < ix2 and iy1 < iy2:
+        view[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = pixels[iy1:iy2, ix1:ix2]
+    return view
+
+
 def encode_view(pixels: np.ndarray, box: tuple[int, int, int, int], config: Config) -> bytes:
-    """One view, cropped exactly like ``PIL.Image.crop(box)`` (the box lies inside the image)."""
+    """One view, cropped exactly like ``PIL.Image.crop(box)``."""
     import cv2
 
-    x1, y1, x2, y2 = box
-    view = pixels[y1:y2, x1:x2]
+    view = crop_view(pixels, box)
     if view.ndim == 3:
         view = cv2.cvtColor(view, cv2.COLOR_RGB2BGR)
     if config.frame_format == "png":
@@ -717,15 +764,7 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     frames = tuple(encode_view(pixels, b, config) for b in machine.boxes) + (data,)
     reference = len(frames) - 1
     abstain_idx = options.index(abstain)
-    states = tuple(
-        State(
-            frame=k,
-            shown=tuple(i for i, o in enumerate(options) if o in machine.shown[k]),
-            valid=tuple(i for i, o in enumerate(options) if o in machine.targets[k]),
-            targets=tuple(machine.targets[k][o] for o in options if o in machine.targets[k]),
-        )
-        for k in range(len(machine.moves))
-    )
+    states = machine_states(machine, options)
     folder = raw.folder_name(p.split)
     path = f"coco2014/{folder}/{image.file_name}"
     record = {

@@ -309,6 +309,16 @@ def _frames(sample: Sample, key: str, config: Config) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+def level_states(n: int, n_options: int, valid: tuple[int, ...]) -> tuple[State, ...]:
+    """State k shows frame k and every option; before the last state the ``valid`` options lead to state k + 1
+    (and the category is accepted), in the last state only the category is."""
+    return tuple(
+        State(frame=k, shown=tuple(range(n_options)), valid=valid if k < n - 1 else (),
+              targets=(k + 1,) * len(valid) if k < n - 1 else ())
+        for k in range(n)
+    )
+
+
 def build(unit: WorkUnit, config: Config) -> Episode:
     """Build the episode of one (image, corruption) pair."""
     sample: Sample = unit.payload
@@ -324,12 +334,7 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     answer = category_string(CLASS_NAMES[image.wnid])
     frames = _frames(sample, unit.key, config)
     q_idx, a_idx = options.index(quality[0]), options.index(abstain)
-    last = NUM_LEVELS - 1
-    states = tuple(
-        State(frame=k, shown=tuple(range(len(options))), valid=(q_idx,) if k < last else (),
-              targets=(k + 1,) if k < last else ())
-        for k in range(NUM_LEVELS)
-    )
+    states = level_states(NUM_LEVELS, len(options), (q_idx,))
     file = image.file if isinstance(image, raw.TreeImage) else f"{Path(image.file).stem}.JPEG"
     folder = f"{info.official_name}/{corruption}"
     record = {

@@ -218,32 +218,37 @@ def _frame_bytes(sweep: raw.Sweep, config: Config) -> tuple[list[bytes], dict[in
     return [loaded[k] if k in loaded else loaded[filled[k]] for k in range(POSITIONS)], filled
 
 
-def shown_frame(template: str, position: int, last_action: str | None, key: str) -> int:
-    """The frame the official environment shows at ``position`` after ``last_action`` (None at the start)."""
+def shown_frame(template: str, position: int, last_action: str | None, key: str, positions: int = POSITIONS) -> int:
+    """The frame the official environment shows at ``position`` after ``last_action`` (None at the start).
+
+    ``positions`` is the record's ``num_images`` (14 for every sweep pb-build builds).
+    """
     path = template.format(image=position)
     if REWRITE_MARK not in path:
         return position
     new = path.replace(REWRITE_FROM, REWRITE_LEFT if last_action == LEFT else REWRITE_OTHER)
-    for k in range(POSITIONS):
+    for k in range(positions):
         if template.format(image=k) == new:
             return k
     raise BadRecord(key, f"the official environment would open {new!r} for position {position}, which is not a "
                          "frame of this sample; rename the sweep")
 
 
-def build_states(template: str, options: tuple[int, int], key: str) -> tuple[tuple[State, ...], dict[int, dict]]:
+def build_states(template: str, options: tuple[int, int], key: str, positions: int = POSITIONS,
+                 first: int = FIRST) -> tuple[tuple[State, ...], dict[int, dict]]:
     """The state machine of a sweep and the positions whose frame depends on the last move.
 
-    State 0 is the first turn (frame 7, only the moves valid). Then one state per position in order, or two
-    (arrived by LEFT, then by RIGHT) where the official rewrite shows different frames. ``options`` holds the
-    indices of the LEFT and the RIGHT option.
+    State 0 is the first turn (frame ``first``, 7 when built, only the moves valid). Then one state per position
+    in order, or two (arrived by LEFT, then by RIGHT) where the official rewrite shows different frames.
+    ``options`` holds the indices of the LEFT and the RIGHT option; ``positions`` is ``num_images`` (14 when built).
     """
     left_idx, right_idx = options
     later: list[tuple[int, int]] = []  # (position, frame) of states 1, 2, ...
     state_of: dict[tuple[int, str], int] = {}  # (position, last move) -> state
     rewrites: dict[int, dict] = {}
-    for p in range(POSITIONS):
-        by_left, by_right = shown_frame(template, p, LEFT, key), shown_frame(template, p, RIGHT, key)
+    for p in range(positions):
+        by_left = shown_frame(template, p, LEFT, key, positions)
+        by_right = shown_frame(template, p, RIGHT, key, positions)
         state_of[(p, LEFT)] = len(later) + 1
         later.append((p, by_left))
         if by_right != by_left:
@@ -253,12 +258,12 @@ def build_states(template: str, options: tuple[int, int], key: str) -> tuple[tup
     valid = tuple(sorted(options))
 
     def state(position: int, frame: int, answer_valid: bool) -> State:
-        move = {left_idx: ((position - 1) % POSITIONS, LEFT), right_idx: ((position + 1) % POSITIONS, RIGHT)}
+        move = {left_idx: ((position - 1) % positions, LEFT), right_idx: ((position + 1) % positions, RIGHT)}
         return State(frame=frame, shown=(0, 1, 2), valid=valid, targets=tuple(state_of[move[i]] for i in valid),
                      answer_valid=answer_valid)
 
-    first = state(FIRST, shown_frame(template, FIRST, None, key), answer_valid=False)
-    return (first, *(state(p, frame, answer_valid=True) for p, frame in later)), rewrites
+    start = state(first, shown_frame(template, first, None, key, positions), answer_valid=False)
+    return (start, *(state(p, frame, answer_valid=True) for p, frame in later)), rewrites
 
 
 def build(unit: WorkUnit, config: Config) -> Episode:

@@ -389,6 +389,16 @@ def load_frame(path: str, max_side: int) -> bytes:
     return buf.tobytes()
 
 
+def states_for(n: int, rewind: int, wait: int) -> tuple[State, ...]:
+    """One state per frame, all three options shown; REWIND leads to frame k - 1, wait to k + 1 (mod ``n``)."""
+    moves = sorted([(rewind, -1), (wait, +1)])
+    return tuple(
+        State(frame=k, shown=(0, 1, 2), valid=tuple(i for i, _ in moves),
+              targets=tuple((k + d) % n for _, d in moves))
+        for k in range(n)
+    )
+
+
 def build(unit: WorkUnit, config: Config) -> Episode:
     """Build the episode of one question about one segment."""
     s: Sample = unit.payload
@@ -405,12 +415,7 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     frames = tuple(load_frame(p, config.max_side) for p in s.frames)
     n = len(frames)
     r_idx, w_idx, a_idx = options.index(REWIND), options.index(WAIT), options.index(abstain)
-    moves = sorted([(r_idx, -1), (w_idx, +1)])
-    states = tuple(
-        State(frame=k, shown=(0, 1, 2), valid=tuple(i for i, _ in moves),
-              targets=tuple((k + d) % n for _, d in moves))
-        for k in range(n)
-    )
+    states = states_for(n, r_idx, w_idx)
     folder = f"{info.official_name}/Data/{s.split}/{s.segment}"
     record = {
         "image_template": folder + "/{image}" + s.extension,

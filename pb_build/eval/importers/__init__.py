@@ -14,12 +14,18 @@ from typing import Any
 
 from pb_build.episode import Episode
 from pb_build.errors import PbBuildError
-from pb_build.eval.importers import quickdraw
+from pb_build.eval.importers import changeit, coco, imagenet_c, mvp_n, quickdraw, rod, vsod
 
 Importer = Callable[[dict[str, Any], Path], Episode]
 
 IMPORTERS: dict[str, Importer] = {
     "QuickDraw": quickdraw.import_record,
+    "MVP-N": mvp_n.import_record,
+    "ImageNet-C": imagenet_c.import_record,
+    "coco2014": coco.import_record,
+    "Realistic-Occlusion-Dataset": rod.import_record,
+    "OcclusionDataSet-MM20": vsod.import_record,
+    "ChangeIt": changeit.import_record,
 }
 
 

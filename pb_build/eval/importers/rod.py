@@ -1,0 +1,96 @@
+"""ROD records -> episodes (the inverse of ``pb_build.builders.rod``'s export).
+
+Semantics of the official ``RealisticOcclusionDatasetEnvironment``: frame ``k`` is
+``image_template.format(image=k)`` (no padding), the first turn shows ``first_image`` with only the two move
+options valid (a category is wrong there), every later turn accepts both moves and the correct category; LEFT
+goes to ``k - 1`` and RIGHT to ``k + 1``, both modulo ``num_images``; ``max_steps = num_images``. The official
+``_fix_corruptions`` rewrite (a path containing ``natural_bluebl_greenr-banana-s6`` is opened with ``s6`` replaced
+by ``s5`` after a LEFT, by ``s7`` otherwise) is modelled by the builder's own ``build_states``, which gives such a
+position one state per arrival move; the first turn is a state of its own.
+
+Assumptions for records pb-build did not make:
+
+* Exactly three options: one containing ``to the left``, one containing ``to the right`` (case-insensitive, the
+  official action keys) and one abstain option (benchmark.md §5); anything else is an ``ImportFailure``.
+* Every file the official environment can open must exist: the frame of every state and, for reference mode
+  (which opens ``reference_image`` without the rewrite), the reference frame. A position that no state shows
+  (the rewritten banana ``s6``, which the published archive lacks) may be absent: its native frame is then the
+  frame the official environment shows there after a RIGHT move (``s7``, the same bytes pb-build exports under
+  the ``s6`` name) and it is not listed among the official files.
+* The rewrite is applied to the path relative to ``test/``; the official code applies it to the absolute path,
+  so a ``data_dir`` containing ``s6`` would differ (a limitation of the official code).
+* The key is ``rod/<sweep name>`` when the template's file name is ``<sweep name>-s{image}<ext>`` (pb-build's and
+  the documented official layout), else ``rod/id-<record id>``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pb_build.builders import rod as builder
+from pb_build.episode import Episode, OfficialExport, OfficialFile
+from pb_build.strings import is_abstain
+
+OFFICIAL_NAME = builder.info.official_name
+_SWEEP_FILE = re.compile(r"(?P<sweep>.+)-s\{image\}\.[A-Za-z0-9]+")
+
+
+def _key(sample_id: int, template: str) -> str:
+    match = _SWEEP_FILE.fullmatch(PurePosixPath(template).name)
+    if match and "{" not in match["sweep"] and "}" not in match["sweep"]:
+        return f"{builder.name}/{match['sweep']}"
+    return f"{builder.name}/id-{sample_id}"
+
+
+def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
+    """The indices of the LEFT, RIGHT and abstain options."""
+    from pb_build.eval.importers import ImportFailure
+
+    abstain = [i for i, o in enumerate(options) if is_abstain(o)]
+    left = [i for i, o in enumerate(options) if not is_abstain(o) and "to the left" in o.lower()]
+    right = [i for i, o in enumerate(options) if not is_abstain(o) and "to the right" in o.lower()]
+    if len(options) != 3 or len(abstain) != 1 or len(left) != 1 or len(right) != 1 or left == right:
+        raise ImportFailure(f"options must be one 'to the left' move, one 'to the right' move and one abstain "
+                            f"option, are {list(options)}")
+    return left[0], right[0], abstain[0]
+
+
+def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
+    """The episode of one ROD record, reading its frames under ``test_dir``."""
+    from pb_build.eval.importers import ImportFailure, read_frame
+
+    body = {k: v for k, v in record.items() if k != "id"}
+    template = record["image_template"]
+    n, first, ref = int(record["num_images"]), int(record["first_image"]), int(record["reference_image"])
+    if n < 1 or not 0 <= first < n or not 0 <= ref < n:
+        raise ImportFailure(f"first_image {first} and reference_image {ref} must lie in 0..num_images-1 "
+                            f"(num_images {n})")
+    key = _key(record["id"], template)
+    options = tuple(record["options"])
+    left, right, abstain = _moves(options)
+    states, _ = builder.build_states(template, (left, right), key, positions=n, first=first)
+
+    opened = {st.frame for st in states} | {ref}
+    paths = [template.format(image=k) for k in range(n)]
+    read = {k: read_frame(test_dir, p) for k, p in enumerate(paths) if k in opened or (test_dir / p).is_file()}
+    frames = tuple(read[k] if k in read else read[builder.shown_frame(template, k, builder.RIGHT, key, n)]
+                   for k in range(n))
+    files = tuple(OfficialFile(paths[k], read[k]) for k in sorted(read))
+    return Episode(
+        source=builder.name,
+        key=key,
+        prompt=record["prompt"],
+        options=options,
+        categories=tuple(record["categories"]),
+        answer=record["answer"],
+        frames=frames,
+        states=states,
+        reference_frame=ref,
+        max_steps=n,
+        initial_state=0,
+        hint=builder.HINT,
+        abstain=(abstain,),
+        official=OfficialExport(OFFICIAL_NAME, body, files),
+    )
