@@ -6,6 +6,7 @@ The official package runs in its own interpreter: ``$PB_OFFICIAL_PYTHON`` or ``<
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -110,3 +111,52 @@ def replay_job(ep: Any, job: dict[str, Any], policies: dict[str, Any] | None = N
         "action_evaluations": [t.action_verdict for t in rep.turns],
         "category_evaluations": [t.category_verdict for t in rep.turns],
     }
+
+
+SCRIPTED = ("oracle", "proactive", "abstain", "first")
+
+
+def standard_jobs(records: dict[int, dict[str, Any]],
+                  sequences: Any) -> list[dict[str, Any]]:
+    """Per record: the scripted policies, reference mode, and ``sequences(record)`` -> [(answers, reference)]."""
+    jobs: list[dict[str, Any]] = []
+    for sid in sorted(records):
+        jobs += [{"id": sid, "policy": policy} for policy in SCRIPTED]
+        jobs.append({"id": sid, "policy": "reference", "reference": True})
+        for answers, reference in sequences(records[sid]):
+            jobs.append({"id": sid, "policy": "letters", "answers": answers, "reference": reference})
+    return jobs
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One job played in the official environment and in our replay."""
+
+    job: dict[str, Any]
+    official: dict[str, Any]
+    ours: dict[str, Any]
+    official_frames: list[int | None] = dataclasses.field(default_factory=list)
+
+
+def play_both(name: str, test_dir: Path, jobs: list[dict[str, Any]], episodes: dict[int, Any],
+              frame_paths: Any) -> tuple[dict[str, Any], list[Outcome]]:
+    """Play ``jobs`` in the official environment (one subprocess) and in our replay; ``frame_paths(id)`` maps
+    the official relative image paths of a record to our frame indices."""
+    report = run_official_report(name, test_dir, jobs)
+    outcomes = []
+    for job, off in zip(jobs, report["jobs"], strict=True):
+        paths = frame_paths(job["id"])
+        outcomes.append(Outcome(job, off, replay_job(episodes[job["id"]], job), [paths.get(p) for p in off["images"]]))
+    return report, outcomes
+
+
+def of_policy(outcomes: list[Outcome], policy: str) -> list[Outcome]:
+    """The outcomes of one policy (there must be some)."""
+    out = [o for o in outcomes if o.job["policy"] == policy]
+    assert out, f"no {policy} jobs"
+    return out
+
+
+def describe(o: Outcome) -> str:
+    """A job, for assertion messages."""
+    return f"id {o.job['id']} {o.job['policy']} {o.job.get('answers', '')} ref={o.job.get('reference', False)}"

@@ -36,9 +36,9 @@ from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import replay_job, requires_official, run_official_report
+    from official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 except ImportError:  # tests/ imported as a package
-    from tests.official import replay_job, requires_official, run_official_report
+    from tests.official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO.parent / "shared" / "fixtures" / "imagenet_c"
@@ -407,45 +407,10 @@ def _sequences(rec: dict[str, Any]) -> list[tuple[list[str], bool]]:
     ]
 
 
-def _jobs(rel: Release) -> list[dict[str, Any]]:
-    jobs: list[dict[str, Any]] = []
-    for sid in sorted(rel.records):
-        for policy in ("oracle", "proactive", "abstain", "first"):
-            jobs.append({"id": sid, "policy": policy})
-        jobs.append({"id": sid, "policy": "reference", "reference": True})
-        for answers, reference in _sequences(rel.records[sid]):
-            jobs.append({"id": sid, "policy": "letters", "answers": answers, "reference": reference})
-    return jobs
-
-
-@dataclass
-class Outcome:
-    job: dict[str, Any]
-    official: dict[str, Any]
-    ours: dict[str, Any]
-    official_frames: list[int | None]
-
-
 @pytest.fixture(scope="module")
 def played(release: Release) -> tuple[dict[str, Any], list[Outcome]]:
-    jobs = _jobs(release)
-    report = run_official_report(NAME, release.test_dir, jobs)
-    outcomes = []
-    for job, off in zip(jobs, report["jobs"], strict=True):
-        paths = release.frame_paths(job["id"])
-        outcomes.append(Outcome(job, off, replay_job(release.episodes[job["id"]], job),
-                                [paths.get(p) for p in off["images"]]))
-    return report, outcomes
-
-
-def _of(outcomes: list[Outcome], policy: str) -> list[Outcome]:
-    out = [o for o in outcomes if o.job["policy"] == policy]
-    assert out, f"no {policy} jobs"
-    return out
-
-
-def _describe(o: Outcome) -> str:
-    return f"id {o.job['id']} {o.job['policy']} {o.job.get('answers', '')} ref={o.job.get('reference', False)}"
+    jobs = standard_jobs(release.records, _sequences)
+    return play_both(NAME, release.test_dir, jobs, release.episodes, release.frame_paths)
 
 
 @requires_official
@@ -456,7 +421,7 @@ def test_official_runs_every_record_cleanly(release: Release, played) -> None:
     for o in outcomes:
         off = o.official
         if off["error"] or off["image_errors"] or not off["stopped"] or None in o.official_frames:
-            problems.append(f"{_describe(o)}: {off['error']} {off['image_errors']} {off['images']}")
+            problems.append(f"{describe(o)}: {off['error']} {off['image_errors']} {off['images']}")
     assert not problems, "\n".join(problems[:20])
 
 
@@ -474,16 +439,16 @@ def test_official_and_replay_agree(played) -> None:
         }
         diff = {k: (got[k], o.ours[k]) for k in got if got[k] != o.ours[k]}
         if diff:
-            disagreements.append(f"{_describe(o)}: (official, replay) {diff}")
+            disagreements.append(f"{describe(o)}: (official, replay) {diff}")
     assert not disagreements, f"{len(disagreements)}/{len(outcomes)} disagree:\n" + "\n".join(disagreements[:15])
 
 
 @requires_official
 def test_oracle_scores_100_percent_after_four_fixes(release: Release, played) -> None:
     _, outcomes = played
-    oracle = _of(outcomes, "oracle")
+    oracle = of_policy(outcomes, "oracle")
     assert len(oracle) == len(release.records)
-    assert all(o.official["correct_prediction"] for o in oracle), [_describe(o) for o in oracle]
+    assert all(o.official["correct_prediction"] for o in oracle), [describe(o) for o in oracle]
     for o in oracle:
         assert o.official["num_turns"] == 5 and o.official_frames == [0, 1, 2, 3, 4]
         assert o.official["images"][0].split("/")[2] == "5" and o.official["images"][-1].split("/")[2] == "1"
@@ -498,11 +463,11 @@ def test_always_proactive_outcomes(release: Release, played) -> None:
     (a valid fix there is wrong, and max_steps is hit); otherwise a wrong fix ends the episode at turn 1."""
     _, outcomes = played
     walked = 0
-    for o in _of(outcomes, "proactive"):
+    for o in of_policy(outcomes, "proactive"):
         rec = release.records[o.job["id"]]
         first = next(x for x in rec["options"] if not is_abstain(x))
         for res, frames in ((o.official, o.official_frames), (o.ours, o.ours["frames"])):
-            assert res["correct_prediction"] is False, _describe(o)
+            assert res["correct_prediction"] is False, describe(o)
             if first == rec["quality_answer"]:
                 assert res["num_turns"] == 5 and frames == [0, 1, 2, 3, 4] and res["max_steps"] is True
                 assert res["action_evaluations"] == ["correct"] * 4 + ["wrong"]
@@ -517,9 +482,9 @@ def test_always_proactive_outcomes(release: Release, played) -> None:
 def test_single_turn_policies(release: Release, played) -> None:
     _, outcomes = played
     for policy, correct in (("first", True), ("abstain", False), ("reference", True)):
-        for o in _of(outcomes, policy):
+        for o in of_policy(outcomes, policy):
             for res in (o.official, o.ours):
-                assert res["num_turns"] == 1 and res["correct_prediction"] is correct, _describe(o)
+                assert res["num_turns"] == 1 and res["correct_prediction"] is correct, describe(o)
             rec = release.records[o.job["id"]]
             assert o.official_frames == ([4] if policy == "reference" else [0])
             if policy == "reference":
@@ -529,7 +494,7 @@ def test_single_turn_policies(release: Release, played) -> None:
 @requires_official
 def test_letter_sequences_cover_every_verdict(played) -> None:
     _, outcomes = played
-    letters = _of(outcomes, "letters")
+    letters = of_policy(outcomes, "letters")
     assert {v for o in letters for v in o.official["action_evaluations"]} == {"correct", "wrong", "mismatch"}
     assert {v for o in letters for v in o.official["category_evaluations"]} == {"correct", "wrong", "mismatch"}
     assert any(o.official["correct_prediction"] and o.official["num_turns"] == 5 for o in letters)

@@ -30,9 +30,9 @@ from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import replay_job, requires_official, run_official_report
+    from official import replay_job, requires_official, run_official_report, standard_jobs
 except ImportError:  # tests/ imported as a package
-    from tests.official import replay_job, requires_official, run_official_report
+    from tests.official import replay_job, requires_official, run_official_report, standard_jobs
 
 NAME = "MVP-N"
 
@@ -353,20 +353,9 @@ def _answer_sequences(rec: dict[str, Any]) -> list[tuple[list[str], bool]]:
     ]
 
 
-def _jobs(rel: Release) -> list[dict[str, Any]]:
-    jobs: list[dict[str, Any]] = []
-    for sid in sorted(rel.records):
-        for policy in ("oracle", "proactive", "abstain", "first"):
-            jobs.append({"id": sid, "policy": policy})
-        jobs.append({"id": sid, "policy": "reference", "reference": True})
-        for answers, reference in _answer_sequences(rel.records[sid]):
-            jobs.append({"id": sid, "policy": "letters", "answers": answers, "reference": reference})
-    return jobs
-
-
 @pytest.fixture(scope="module")
 def played(release: Release):
-    jobs = _jobs(release)
+    jobs = standard_jobs(release.records, _answer_sequences)
     report = run_official_report(NAME, release.root / "test", jobs)
     out = []
     for job, off in zip(jobs, report["jobs"], strict=True):

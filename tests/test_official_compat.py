@@ -11,7 +11,7 @@ options and the per-turn action/category verdicts must agree.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,9 @@ from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
-    from official import replay_job, requires_official, run_official_report
+    from official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 except ImportError:  # tests/ imported as a package
-    from tests.official import replay_job, requires_official, run_official_report
+    from tests.official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / ".." / "shared" / "fixtures" / "quickdraw" / "simplified"
@@ -48,14 +48,7 @@ class Release:
         return {rec["image_template"].format(image=f"{k:04d}"): k for k in range(rec["num_images"])}
 
 
-@dataclass
-class Outcome:
-    """One job played in the official environment and in our replay."""
 
-    job: dict[str, Any]
-    official: dict[str, Any]
-    ours: dict[str, Any]
-    official_frames: list[int | None] = field(default_factory=list)
 
 
 def _build(out: Path, raw: Path, config: quickdraw.Config, sample: bool) -> Release:
@@ -122,38 +115,11 @@ def _letter_sequences(rec: dict[str, Any]) -> list[tuple[list[str], bool]]:
     ]
 
 
-def _jobs(rel: Release) -> list[dict[str, Any]]:
-    jobs: list[dict[str, Any]] = []
-    for sid in sorted(rel.records):
-        for policy in ("oracle", "proactive", "abstain", "first"):
-            jobs.append({"id": sid, "policy": policy})
-        jobs.append({"id": sid, "policy": "reference", "reference": True})
-        for answers, reference in _letter_sequences(rel.records[sid]):
-            jobs.append({"id": sid, "policy": "letters", "answers": answers, "reference": reference})
-    return jobs
-
-
 @pytest.fixture(scope="module")
 def played(release: Release) -> tuple[dict[str, Any], list[Outcome]]:
     """Every job of the release, played in the official environment (one subprocess) and in our replay."""
-    jobs = _jobs(release)
-    report = run_official_report(NAME, release.test_dir, jobs)
-    outcomes = []
-    for job, off in zip(jobs, report["jobs"], strict=True):
-        paths = release.frame_paths(job["id"])
-        outcomes.append(Outcome(job, off, replay_job(release.episodes[job["id"]], job),
-                                [paths.get(p) for p in off["images"]]))
-    return report, outcomes
-
-
-def _of(outcomes: list[Outcome], policy: str) -> list[Outcome]:
-    out = [o for o in outcomes if o.job["policy"] == policy]
-    assert out, f"no {policy} jobs"
-    return out
-
-
-def _describe(o: Outcome) -> str:
-    return f"id {o.job['id']} {o.job['policy']} {o.job.get('answers', '')} ref={o.job.get('reference', False)}"
+    jobs = standard_jobs(release.records, _letter_sequences)
+    return play_both(NAME, release.test_dir, jobs, release.episodes, release.frame_paths)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -191,13 +157,13 @@ def test_official_runs_every_record_cleanly(release: Release, played):
     for o in outcomes:
         off = o.official
         if off["error"]:
-            problems.append(f"{_describe(o)}: official raised\n{off['error']}")
+            problems.append(f"{describe(o)}: official raised\n{off['error']}")
         if off["image_errors"]:
-            problems.append(f"{_describe(o)}: {off['image_errors']}")
+            problems.append(f"{describe(o)}: {off['image_errors']}")
         if not off["stopped"]:
-            problems.append(f"{_describe(o)}: the official environment did not stop")
+            problems.append(f"{describe(o)}: the official environment did not stop")
         if None in o.official_frames:
-            problems.append(f"{_describe(o)}: visited a path that is not a frame of the record: {off['images']}")
+            problems.append(f"{describe(o)}: visited a path that is not a frame of the record: {off['images']}")
     assert not problems, "\n".join(problems[:20])
 
 
@@ -216,7 +182,7 @@ def test_official_and_replay_agree(release: Release, played):
         }
         diff = {k: (got[k], ours[k]) for k in got if got[k] != ours[k]}
         if diff:
-            disagreements.append(f"{_describe(o)}: (official, replay) {diff}")
+            disagreements.append(f"{describe(o)}: (official, replay) {diff}")
     n_jobs = len(outcomes)
     assert not disagreements, f"{len(disagreements)}/{n_jobs} jobs disagree:\n" + "\n".join(disagreements[:15])
 
@@ -224,7 +190,7 @@ def test_official_and_replay_agree(release: Release, played):
 @requires_official
 def test_hint_prompt_matches(release: Release, played):
     _, outcomes = played
-    for o in _of(outcomes, "first"):
+    for o in of_policy(outcomes, "first"):
         ep = release.episodes[o.job["id"]]
         assert o.official["hint_prompt"] == f"{ep.prompt} {ep.hint}"
 
@@ -233,10 +199,10 @@ def test_hint_prompt_matches(release: Release, played):
 def test_oracle_scores_100_percent(release: Release, played):
     """The oracle is correct on every record, after moving through every frame (n turns, last one answers)."""
     _, outcomes = played
-    oracle = _of(outcomes, "oracle")
+    oracle = of_policy(outcomes, "oracle")
     assert len(oracle) == len(release.records)
     accuracy = sum(o.official["correct_prediction"] for o in oracle) / len(oracle)
-    assert accuracy == 1.0, [_describe(o) for o in oracle if not o.official["correct_prediction"]]
+    assert accuracy == 1.0, [describe(o) for o in oracle if not o.official["correct_prediction"]]
     for o in oracle:
         n = release.records[o.job["id"]]["num_images"]
         assert o.official["num_turns"] == n
@@ -254,26 +220,26 @@ def test_always_proactive_reaches_last_frame_and_fails(release: Release, played)
     it is a *wrong* action with a *mismatched* category, which stops the episode (it also hits max_steps there).
     """
     _, outcomes = played
-    for o in _of(outcomes, "proactive"):
+    for o in of_policy(outcomes, "proactive"):
         rec = release.records[o.job["id"]]
         n = rec["num_images"]
         for side, frames in (("official", o.official_frames), ("replay", o.ours["frames"])):
             res = o.official if side == "official" else o.ours
-            assert res["num_turns"] == n, f"{side} {_describe(o)}"
+            assert res["num_turns"] == n, f"{side} {describe(o)}"
             assert frames == list(range(n)) and frames[-1] == rec["reference_image"] == n - 1, f"{side}"
-            assert res["correct_prediction"] is False, f"{side} {_describe(o)}"
-            assert res["max_steps"] is True, f"{side} {_describe(o)}"
-            assert res["action_evaluations"] == ["correct"] * (n - 1) + ["wrong"], f"{side} {_describe(o)}"
-            assert res["category_evaluations"] == ["mismatch"] * n, f"{side} {_describe(o)}"
+            assert res["correct_prediction"] is False, f"{side} {describe(o)}"
+            assert res["max_steps"] is True, f"{side} {describe(o)}"
+            assert res["action_evaluations"] == ["correct"] * (n - 1) + ["wrong"], f"{side} {describe(o)}"
+            assert res["category_evaluations"] == ["mismatch"] * n, f"{side} {describe(o)}"
 
 
 @requires_official
 def test_reference_mode_is_correct_in_one_turn(release: Release, played):
     _, outcomes = played
-    for o in _of(outcomes, "reference"):
+    for o in of_policy(outcomes, "reference"):
         rec = release.records[o.job["id"]]
         for res in (o.official, o.ours):
-            assert res["num_turns"] == 1 and res["correct_prediction"] is True, _describe(o)
+            assert res["num_turns"] == 1 and res["correct_prediction"] is True, describe(o)
             assert res["action_evaluations"] == ["mismatch"] and res["category_evaluations"] == ["correct"]
             assert res["options"] == [rec["categories"]]
         assert o.official_frames == [rec["reference_image"]] == o.ours["frames"]
@@ -282,13 +248,13 @@ def test_reference_mode_is_correct_in_one_turn(release: Release, played):
 @requires_official
 def test_first_and_abstain_end_after_one_turn(release: Release, played):
     _, outcomes = played
-    for o in _of(outcomes, "first"):
+    for o in of_policy(outcomes, "first"):
         for res in (o.official, o.ours):
-            assert res["num_turns"] == 1 and res["correct_prediction"] is True, _describe(o)
+            assert res["num_turns"] == 1 and res["correct_prediction"] is True, describe(o)
         assert o.official_frames == [0]
-    for o in _of(outcomes, "abstain"):
+    for o in of_policy(outcomes, "abstain"):
         for res in (o.official, o.ours):
-            assert res["num_turns"] == 1 and res["correct_prediction"] is False, _describe(o)
+            assert res["num_turns"] == 1 and res["correct_prediction"] is False, describe(o)
             assert res["action_evaluations"] == ["wrong"] and res["category_evaluations"] == ["mismatch"]
         assert o.official_frames == [0]
 
@@ -297,7 +263,7 @@ def test_first_and_abstain_end_after_one_turn(release: Release, played):
 def test_letter_sequences_cover_every_verdict(release: Release, played):
     """The raw-answer sequences exercise correct, wrong and mismatch verdicts on both the action and category."""
     _, outcomes = played
-    letters = _of(outcomes, "letters")
+    letters = of_policy(outcomes, "letters")
     seen_action = {v for o in letters for v in o.official["action_evaluations"]}
     seen_category = {v for o in letters for v in o.official["category_evaluations"]}
     assert seen_action == {"correct", "wrong", "mismatch"}

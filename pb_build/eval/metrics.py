@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from pb_build.eval.sources import TABLE_ORDER, alias
@@ -26,45 +26,51 @@ def _ordered(groups: dict[str, Any]) -> list[str]:
     return known + sorted(k for k in groups if k not in TABLE_ORDER)
 
 
-def mcqa_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Per-source n, acc, psr and failures, plus their average over sources."""
+def _per_source(records: Iterable[dict[str, Any]], row: Callable[[list[dict[str, Any]]], dict[str, Any]]
+                ) -> dict[str, dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = {}
     for rec in records:
         groups.setdefault(_column(rec), []).append(rec)
-    per: dict[str, dict[str, Any]] = {}
-    for key in _ordered(groups):
-        recs = groups[key]
-        n = len(recs)
-        per[key] = {
-            "n": n,
-            "acc": 100.0 * sum(bool(r["correct"]) for r in recs) / n,
-            "psr": sum(max(int(r["num_turns"]) - 1, 0) for r in recs) / n,
-            "failed": sum(r["status"] != "ok" for r in recs),
-            "max_steps": sum(bool(r.get("max_steps")) for r in recs),
-        }
-    avg = {m: sum(v[m] for v in per.values()) / len(per) for m in ("acc", "psr")} if per else {}
-    return {"sources": per, "avg": avg}
+    return {key: row(groups[key]) for key in _ordered(groups)}
+
+
+def _average(per: dict[str, dict[str, Any]], metrics: tuple[str, ...]) -> dict[str, float]:
+    return {m: sum(v[m] for v in per.values()) / len(per) for m in metrics} if per else {}
+
+
+def _mcqa_row(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(recs)
+    return {
+        "n": n,
+        "acc": 100.0 * sum(bool(r["correct"]) for r in recs) / n,
+        "psr": sum(max(int(r["num_turns"]) - 1, 0) for r in recs) / n,
+        "failed": sum(r["status"] != "ok" for r in recs),
+        "max_steps": sum(bool(r.get("max_steps")) for r in recs),
+    }
+
+
+def _oeg_row(recs: list[dict[str, Any]]) -> dict[str, Any]:
+    n = len(recs)
+    return {
+        "n": n,
+        "cc": 100.0 * sum(r["category_prediction"] for r in recs) / n,
+        "ps": 100.0 * sum(r["proactive_suggestion"] for r in recs) / n,
+        "agg": 100.0 * sum(r["aggregate"] for r in recs) / n,
+        "unparsed": sum(not r.get("parsed", False) and r["status"] == "ok" for r in recs),
+        "failed": sum(r["status"] != "ok" for r in recs),
+    }
+
+
+def mcqa_summary(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Per-source n, acc, psr and failures, plus their average over sources."""
+    per = _per_source(records, _mcqa_row)
+    return {"sources": per, "avg": _average(per, ("acc", "psr"))}
 
 
 def oeg_summary(judgements: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Per-source n, cc, ps, agg (percent), unparsed judge outputs and failures, plus the average."""
-    groups: dict[str, list[dict[str, Any]]] = {}
-    for rec in judgements:
-        groups.setdefault(_column(rec), []).append(rec)
-    per: dict[str, dict[str, Any]] = {}
-    for key in _ordered(groups):
-        recs = groups[key]
-        n = len(recs)
-        per[key] = {
-            "n": n,
-            "cc": 100.0 * sum(r["category_prediction"] for r in recs) / n,
-            "ps": 100.0 * sum(r["proactive_suggestion"] for r in recs) / n,
-            "agg": 100.0 * sum(r["aggregate"] for r in recs) / n,
-            "unparsed": sum(not r.get("parsed", False) and r["status"] == "ok" for r in recs),
-            "failed": sum(r["status"] != "ok" for r in recs),
-        }
-    avg = {m: sum(v[m] for v in per.values()) / len(per) for m in ("cc", "ps", "agg")} if per else {}
-    return {"sources": per, "avg": avg}
+    per = _per_source(judgements, _oeg_row)
+    return {"sources": per, "avg": _average(per, ("cc", "ps", "agg"))}
 
 
 def format_table(summary: dict[str, Any], metrics: tuple[str, ...], title: str = "") -> str:

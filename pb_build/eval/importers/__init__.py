@@ -1,6 +1,7 @@
 """Official-layout records -> episodes: one importer per source, each the inverse of that source's export.
 
-An importer is a function ``(record, test_dir) -> Episode`` that reads the frames the record's template names
+Records are checked against the official contract (``pb_build.official.check_record``) first. An importer is a
+function ``(record, test_dir) -> Episode`` that reads the frames the record's template names
 (relative to ``test_dir``) and rebuilds the state machine the official environment plays. For records pb-build
 exported, ``import(export(episode))`` equals the episode except ``meta`` (provenance the record does not carry).
 Adding a source: write ``importers/<source>.py`` with ``import_record`` and add one line to ``IMPORTERS``.
@@ -15,6 +16,7 @@ from typing import Any
 from pb_build.episode import Episode
 from pb_build.errors import PbBuildError
 from pb_build.eval.importers import changeit, coco, imagenet_c, mvp_n, quickdraw, rod, vsod
+from pb_build.official import check_record
 
 Importer = Callable[[dict[str, Any], Path], Episode]
 
@@ -47,6 +49,9 @@ def import_record(official_name: str, record: dict[str, Any], test_dir: Path) ->
     """Import one record; any problem becomes an ImportFailure naming the record."""
     importer = get_importer(official_name)
     where = f"{official_name} record {record.get('id')}"
+    problems = check_record(official_name, record)
+    if problems:
+        raise ImportFailure(f"{where}: {'; '.join(problems)}")
     try:
         return importer(record, test_dir).validate()
     except ImportFailure as exc:
