@@ -119,3 +119,56 @@ def test_malformed_recipes_are_one_line_errors(tmp_path: Path, text: str, messag
 def test_unknown_recipe_name_lists_bundled_ones(tmp_path: Path) -> None:
     code, output = run("build", "nonexistent", "--out", str(tmp_path / "o"))
     assert code == 1 and "bundled recipes:" in output and "sample" in output
+
+
+@requires_shared
+def test_seven_source_recipe_builds_verifies_loads_and_rebuilds(tmp_path: Path) -> None:
+    """One release of all seven sources: real fixture samples where they exist, raw trees in the original layouts
+    (made by the source tests' own makers) for the others."""
+    from changeit_raw import make_raw as changeit_raw
+    from coco_raw import varied_tree
+    from test_imagenet_c import make_tree as imagenet_c_tree
+    from test_mvp_n import make_tree as mvp_n_tree
+    from test_mvp_n import write_names
+    from test_rod import make_tree as rod_tree
+    from test_vsod import make_tree as vsod_tree
+
+    coco = varied_tree(tmp_path / "coco", 6)
+    coco.write()
+    vsod_raw, labels = vsod_tree(tmp_path / "vsod")
+    raws = {
+        "quickdraw": QD_FIXTURES / "simplified",
+        "coco": coco.root,
+        "imagenet-c": imagenet_c_tree(tmp_path / "imagenet-c"),
+        "mvp-n": mvp_n_tree(tmp_path / "mvp-n"),
+        "rod": rod_tree(tmp_path / "rod"),
+        "vsod": vsod_raw,
+        "changeit": changeit_raw(tmp_path / "changeit"),
+    }
+    names = write_names(tmp_path / "names.csv")
+    recipe = write_recipe(tmp_path, f"""
+release: seven
+version: 0.3.0
+sources:
+  quickdraw: {{raw: fetch, seed: 1, parameters: {{per_class: 3, pool: 25}}}}
+  coco: {{raw: fetch, seed: 1}}
+  imagenet-c: {{raw: fetch, seed: 1, parameters: {{per_class: 2}}}}
+  mvp-n: {{raw: fetch, seed: 1, parameters: {{names: {names}}}}}
+  rod: {{raw: fetch, seed: 1}}
+  vsod: {{raw: fetch, seed: 1, parameters: {{labels: {labels}}}}}
+  changeit: {{raw: fetch, seed: 1}}
+""")
+    overrides = [arg for source, raw in raws.items() for arg in ("--raw", f"{source}={raw}")]
+    out = tmp_path / "rel"
+    code, output = run("build", str(recipe), "--out", str(out), "--quiet", "--workers", "1", *overrides)
+    assert code == 0, output
+    assert verify_release(out).problems == []
+    manifest = read_manifest(out)
+    assert [e["source"] for e in manifest["sources"]] == list(raws)
+    for entry in manifest["sources"]:
+        rows = load_dataset(str(out), entry["source"], split="test")
+        assert len(rows) == entry["counts"]["samples"] > 0
+        assert (out / "test" / f"{entry['official_name']}_preprocessed.jsonl").is_file()
+    code, output = run("rebuild", str(out / "manifest.json"), "--out", str(tmp_path / "again"), "--quiet",
+                       "--workers", "1", *overrides)
+    assert code == 0 and "SHA256SUMS identical" in output, output
