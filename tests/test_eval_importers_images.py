@@ -121,10 +121,9 @@ def test_round_trip_keys_come_from_the_paths(release: Release):
         assert ep.key == release.native[sid].key and "/id-" not in ep.key
 
 
+@pytest.mark.parametrize("release", ["coco"], indirect=True)
 def test_coco_views_are_the_official_crops(release: Release):
     """Each imported COCO view has the pixels of ``PIL.Image.crop`` of the image with the state's official box."""
-    if release.source != "coco":
-        pytest.skip("COCO only")
     for sid, ep in release.imported.items():
         rec = release.records[sid]
         with Image.open(release.test_dir / rec["image_template"]) as img:

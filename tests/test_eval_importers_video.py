@@ -153,15 +153,10 @@ def test_bad_records_name_the_record(imported: Imported):
 # ---------------------------------------------------------------- source-specific details
 
 
-def _source(imported: Imported, source: str) -> Imported:
-    if imported.source != source:
-        pytest.skip(f"{source} only")
-    return imported
-
-
+@pytest.mark.parametrize("imported", ["rod"], indirect=True)
 def test_rod_rewrite_and_first_turn(imported: Imported, tmp_path: Path):
     """The banana sweep imports with the official s6 rewrite, also without its s6 file (as the authors publish it)."""
-    imp = _source(imported, "rod")
+    imp = imported
     banana = [sid for sid, rec in imp.records.items()
               if rod_builder.REWRITE_MARK in rec["image_template"].format(image=6)]
     assert banana, "the fake ROD tree has the banana sweep"
@@ -181,9 +176,10 @@ def test_rod_rewrite_and_first_turn(imported: Imported, tmp_path: Path):
     assert dataclasses.replace(without, official=None) == dataclasses.replace(ep, official=None)
 
 
+@pytest.mark.parametrize("imported", ["rod"], indirect=True)
 def test_rod_generic_records(imported: Imported, tmp_path: Path):
     """Other sweep lengths and first frames follow the official environment's arithmetic."""
-    imp = _source(imported, "rod")
+    imp = imported
     sid = next(s for s, rec in imp.records.items() if rod_builder.REWRITE_MARK not in
                rec["image_template"].format(image=6))
     rec = {**imp.records[sid], "num_images": 10, "first_image": 3, "reference_image": 9}
@@ -193,8 +189,9 @@ def test_rod_generic_records(imported: Imported, tmp_path: Path):
     assert rep.correct and [t.frame for t in rep.turns] == [3, 2, 1, 0, 9]
 
 
+@pytest.mark.parametrize("imported", ["vsod"], indirect=True)
 def test_vsod_imports_any_strong_occlusions_value(imported: Imported, tmp_path: Path):
-    imp = _source(imported, "vsod")
+    imp = imported
     sid = min(imp.records)
     for value in (True, False):
         ep = import_record(imp.name, {**imp.records[sid], "strong_occlusions": value}, imp.test_dir)
@@ -214,9 +211,10 @@ def test_vsod_imports_any_strong_occlusions_value(imported: Imported, tmp_path: 
     assert loaded.dropped["strong_occlusions_false"] == sum(r["strong_occlusions"] is False for r in rows) >= 1
 
 
+@pytest.mark.parametrize("imported", ["changeit"], indirect=True)
 def test_changeit_reachable_frames_only(imported: Imported, tmp_path: Path):
     """Only ``first + k*step_size`` is read, un-padded; the rewind/wait hiding follows the official if/elif."""
-    imp = _source(imported, "changeit")
+    imp = imported
     for sid, ep in imp.episodes.items():
         rec = imp.records[sid]
         step, n = rec["step_size"], rec["num_images"]
