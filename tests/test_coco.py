@@ -30,7 +30,7 @@ from coco_raw import CATEGORIES, FIXTURE, RawTree, synth_jpeg, varied_tree
 from datasets import load_dataset
 from PIL import Image
 
-from pb_build.builders import coco
+from pb_build.builders import coco, coco_distractors, coco_geometry
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.provenance import read_manifest, read_sums
@@ -76,13 +76,13 @@ def pil_pixels(data: bytes) -> tuple[tuple[int, int], str, str]:
 # ---------------------------------------------------------------------------------------------------- geometry
 
 
-def _machine(direction: str, g: int, h0: int, v0: int, crop: dict, options: list[str]) -> coco.Machine:
-    return coco.state_machine(coco.Geometry(direction, g, h0, v0, crop), options)
+def _machine(direction: str, g: int, h0: int, v0: int, crop: dict, options: list[str]) -> coco_geometry.Machine:
+    return coco_geometry.state_machine(coco_geometry.Geometry(direction, g, h0, v0, crop), options)
 
 
 def test_spec_trace_diagonal() -> None:
     """benchmark.md §7, the diagonal trace: LEFT, LEFT, DOWN, DOWN, then the answer."""
-    options = [coco.LEFT, "I cannot answer this question.", coco.DOWN]
+    options = [coco_geometry.LEFT, "I cannot answer this question.", coco_geometry.DOWN]
     m = _machine("down_left", 3, 40, 30, {"top": 100, "left": 200, "height": 380, "width": 560}, options)
     assert m.max_steps == 6 and len(m.moves) == 9
     path = [(0, 0), (1, 0), (2, 0), (2, 1), (2, 2)]
@@ -96,15 +96,15 @@ def test_spec_trace_diagonal() -> None:
 
 def test_spec_trace_cardinal_and_zoom() -> None:
     crop = {"top": 120, "left": 100, "height": 400, "width": 300}
-    m = _machine("right", 4, 50, 0, crop, [coco.RIGHT, "I cannot tell."])
+    m = _machine("right", 4, 50, 0, crop, [coco_geometry.RIGHT, "I cannot tell."])
     assert m.max_steps == 4 and m.moves == [(0, 0), (1, 0), (2, 0), (3, 0)]
     assert m.boxes == [(100, 120, 350, 400), (100, 120, 400, 400), (100, 120, 450, 400), (100, 120, 500, 400)]
-    assert [coco.RIGHT in s for s in m.shown] == [True, True, True, False]
+    assert [coco_geometry.RIGHT in s for s in m.shown] == [True, True, True, False]
     crop = {"top": 100, "left": 200, "height": 150, "width": 200}
-    z = _machine("zoom", 3, 40, 30, crop, [coco.ZOOM, "I cannot tell."])
+    z = _machine("zoom", 3, 40, 30, crop, [coco_geometry.ZOOM, "I cannot tell."])
     assert z.max_steps == 4 and z.moves == [(0, 0), (1, 1), (2, 2), (3, 3)]
     assert z.boxes == [(160, 70, 440, 280), (120, 40, 480, 310), (80, 10, 520, 340), (40, -20, 560, 370)]
-    assert [coco.ZOOM in s for s in z.shown] == [True, True, True, False]
+    assert [coco_geometry.ZOOM in s for s in z.shown] == [True, True, True, False]
 
 
 def test_geometry_invariants_over_random_images() -> None:
@@ -116,14 +116,15 @@ def test_geometry_invariants_over_random_images() -> None:
     for trial in range(600):
         width, height = int(gen.integers(64, 700)), int(gen.integers(64, 700))
         w, h = gen.uniform(1, width), gen.uniform(1, height)
-        box = coco.ObjectBox.from_bbox((gen.uniform(0, width - w), gen.uniform(0, height - h), w, h), width, height)
-        if not box.usable() or not coco.any_feasible(width, height, box):
+        bbox = (gen.uniform(0, width - w), gen.uniform(0, height - h), w, h)
+        box = coco_geometry.ObjectBox.from_bbox(bbox, width, height)
+        if not box.usable() or not coco_geometry.any_feasible(width, height, box):
             continue
-        geo = coco.sample_geometry(np.random.default_rng(trial), width, height, box)
+        geo = coco_geometry.sample_geometry(np.random.default_rng(trial), width, height, box)
         d, g = geo.direction, geo.granularity
         seen[(d, g)] += 1
-        opts = [coco.ZOOM] if d == "zoom" else [coco.OPTION_OF[p] for p in d.split("_")]
-        m = coco.state_machine(geo, [*opts, "I cannot tell."])
+        opts = [coco_geometry.ZOOM] if d == "zoom" else [coco_geometry.OPTION_OF[p] for p in d.split("_")]
+        m = coco_geometry.state_machine(geo, [*opts, "I cannot tell."])
         first_iou = coco._check_geometry(geo, m, width, height, box)
         assert first_iou <= (0.25 if d == "zoom" or "_" in d else 0.3)
         assert len(m.moves) == {"zoom": g + 1}.get(d, g * g if "_" in d else g)
@@ -137,23 +138,24 @@ def test_geometry_invariants_over_random_images() -> None:
             assert (geo.vertical_step >= 1) == ("up" in d or "down" in d)
         for x1, y1, x2, y2 in m.boxes:  # every view is the same-size-or-larger superset of the previous ones
             assert x1 <= m.boxes[0][0] and y1 <= m.boxes[0][1] and x2 >= m.boxes[0][2] and y2 >= m.boxes[0][3]
-    assert set(seen) == {(d, g) for d in coco.DIRECTIONS for g in coco.GRANULARITIES}
+    assert set(seen) == {(d, g) for d in coco_geometry.DIRECTIONS for g in coco_geometry.GRANULARITIES}
 
 
 def test_feasibility_rules() -> None:
     # A box touching the left border cannot be revealed by moving right; a 40 px box is too small to zoom into.
-    box = coco.ObjectBox(0, 100, 60, 200)
-    assert not coco.feasible("right", 3, 640, 480, box) and coco.feasible("left", 3, 640, 480, box)
-    assert not coco.feasible("zoom", 3, 640, 480, coco.ObjectBox(100, 100, 140, 300))
-    assert coco.feasible("zoom", 3, 640, 480, coco.ObjectBox(100, 100, 300, 300))
+    box = coco_geometry.ObjectBox(0, 100, 60, 200)
+    assert not coco_geometry.feasible("right", 3, 640, 480, box) and coco_geometry.feasible("left", 3, 640, 480, box)
+    assert not coco_geometry.feasible("zoom", 3, 640, 480, coco_geometry.ObjectBox(100, 100, 140, 300))
+    assert coco_geometry.feasible("zoom", 3, 640, 480, coco_geometry.ObjectBox(100, 100, 300, 300))
     # An object filling a 60 px wide image: no 32 px strip shows at most 30% of it, and it is too narrow to zoom.
-    full = coco.ObjectBox(0, 0, 60, 200)
-    assert [d for d in coco.DIRECTIONS if coco.feasible(d, 4, 60, 200, full)] == ["up", "down"]
+    full = coco_geometry.ObjectBox(0, 0, 60, 200)
+    assert [d for d in coco_geometry.DIRECTIONS if coco_geometry.feasible(d, 4, 60, 200, full)] == ["up", "down"]
     # Boxes round outwards: [10.0, 24.5) -> 15 px (tiny), [10.0, 25.5) -> 16 px (the minimum side).
-    assert not coco.ObjectBox.from_bbox((10.0, 10.0, 14.5, 300.0), 640, 480).usable()
-    assert coco.ObjectBox.from_bbox((10.0, 10.0, 15.5, 300.0), 640, 480).usable()
-    assert coco.ObjectBox.from_bbox((-3.2, 470.4, 30.0, 20.0), 640, 480) == coco.ObjectBox(0, 470, 27, 480)
-    assert not coco.ObjectBox.from_bbox((0, 0, 30, 30), 640, 480).usable()  # area 900 < 1024
+    assert not coco_geometry.ObjectBox.from_bbox((10.0, 10.0, 14.5, 300.0), 640, 480).usable()
+    assert coco_geometry.ObjectBox.from_bbox((10.0, 10.0, 15.5, 300.0), 640, 480).usable()
+    box = coco_geometry.ObjectBox.from_bbox((-3.2, 470.4, 30.0, 20.0), 640, 480)
+    assert box == coco_geometry.ObjectBox(0, 470, 27, 480)
+    assert not coco_geometry.ObjectBox.from_bbox((0, 0, 30, 30), 640, 480).usable()  # area 900 < 1024
 
 
 # ---------------------------------------------------------------------------------------------------- raw
@@ -220,7 +222,7 @@ def test_release_verifies_loads_and_exports_the_original_image(release: Release)
     entry = read_manifest(out)["sources"][0]
     assert entry["notes"]["counts"] == {"images": 50, "single_object": 46, "tiny_box": 1, "no_feasible_crop": 0,
                                         "selected": 45}
-    assert Counter(r["direction"] for r in release.records.values()).keys() == set(coco.DIRECTIONS)
+    assert Counter(r["direction"] for r in release.records.values()).keys() == set(coco_geometry.DIRECTIONS)
     assert {r["granularity"] for r in release.records.values()} == {3, 4, 5}
     sums = read_sums(out)
     for sid, rec in release.records.items():
@@ -239,10 +241,10 @@ def test_release_verifies_loads_and_exports_the_original_image(release: Release)
         assert f"test/{rec['image_template']}" in sums
         proactive = [o for o in rec["options"] if "cannot" not in o.lower() and "do not" not in o.lower()]
         d = rec["direction"]
-        expected = [coco.ZOOM] if d == "zoom" else [coco.OPTION_OF[p] for p in d.split("_")]
+        expected = [coco_geometry.ZOOM] if d == "zoom" else [coco_geometry.OPTION_OF[p] for p in d.split("_")]
         assert sorted(proactive) == sorted(expected) and len(rec["options"]) == len(expected) + 1
         assert ep.hint == (coco.HINT_ZOOM if d == "zoom" else coco.HINT_MOVE)
-        assert len(ep.frames) == len(ep.states) + 1 and ep.meta["first_view_iou"] <= coco.MAX_IOU
+        assert len(ep.frames) == len(ep.states) + 1 and ep.meta["first_view_iou"] <= coco_geometry.MAX_IOU
         for k, st in enumerate(ep.states):  # every state's view is stored, with the size of its box
             x1, y1, x2, y2 = ep.meta["view_boxes"][st.frame]
             assert pil_pixels(ep.frames[st.frame])[0] == (x2 - x1, y2 - y1), f"id {sid} state {k}"
@@ -372,10 +374,10 @@ def test_embedding_distractors(tmp_path: Path) -> None:
         assert sorted(c[:-1].lower() for c in rec["categories"] if c != rec["answer"]) == sorted(n for _, n in sims[:3])
     del vectors["tv"]
     emb.write_text(json.dumps(vectors))
-    coco.get_chooser.cache_clear()
+    coco_distractors.get_chooser.cache_clear()
     with pytest.raises(PbBuildError, match=r"emb\.json: no embedding for category 'tv'"):
         build(tree.root, tmp_path / "rel2", distractors=f"embeddings:{emb}")
-    coco.get_chooser.cache_clear()
+    coco_distractors.get_chooser.cache_clear()
 
 
 def test_supercategory_chooser_tops_up_by_related_supercategories() -> None:
@@ -383,10 +385,10 @@ def test_supercategory_chooser_tops_up_by_related_supercategories() -> None:
     by_name = {c.name: c for c in cats}
     rng = np.random.default_rng(0)
     bottle = by_name["bottle"]  # kitchen: wine glass; related: food (none), appliance (none), indoor (toothbrush)
-    picks = coco.supercategory_chooser(bottle, [c for c in cats if c is not bottle], rng)
+    picks = coco_distractors.supercategory_chooser(bottle, [c for c in cats if c is not bottle], rng)
     assert [c.name for c in picks[:2]] == ["wine glass", "toothbrush"] and picks[2].name not in ("bottle",)
     dog = by_name["dog"]
-    picks = coco.supercategory_chooser(dog, [c for c in cats if c is not dog], rng)
+    picks = coco_distractors.supercategory_chooser(dog, [c for c in cats if c is not dog], rng)
     assert {c.supercategory for c in picks} == {"animal"} and len({c.id for c in picks}) == 3
 
 
@@ -709,16 +711,17 @@ def test_spec_traces_in_the_official_environment(tmp_path: Path) -> None:
               "prompt": "Identify the object in this image.", "categories": ["Bowl.", "Sink.", "Cup.", "Toilet."],
               "answer": "Toilet."}
     recs = [
-        {"id": 0, **common, "options": [coco.LEFT, "I cannot answer this question.", coco.DOWN],
+        {"id": 0, **common, "options": [coco_geometry.LEFT, "I cannot answer this question.", coco_geometry.DOWN],
          "direction": "down_left", "granularity": 3, "horizontal_step": 40, "vertical_step": 30,
          "crop": {"top": 100, "left": 200, "height": 380, "width": 560}},
-        {"id": 1, **common, "options": [coco.RIGHT, "I cannot tell."], "direction": "right", "granularity": 4,
+        {"id": 1, **common, "options": [coco_geometry.RIGHT, "I cannot tell."], "direction": "right", "granularity": 4,
          "horizontal_step": 50, "vertical_step": 0, "crop": {"top": 120, "left": 100, "height": 400, "width": 300}},
-        {"id": 2, **common, "options": [coco.ZOOM, "I cannot tell."], "direction": "zoom", "granularity": 3,
+        {"id": 2, **common, "options": [coco_geometry.ZOOM, "I cannot tell."], "direction": "zoom", "granularity": 3,
          "horizontal_step": 40, "vertical_step": 30, "crop": {"top": 100, "left": 200, "height": 150, "width": 200}},
     ]
     (test / f"{NAME}_preprocessed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    jobs = [{"id": 0, "policy": "letters", "answers": [coco.LEFT, coco.LEFT, coco.DOWN, coco.DOWN, "E"], "views": True},
+    moves = [coco_geometry.LEFT, coco_geometry.LEFT, coco_geometry.DOWN, coco_geometry.DOWN]
+    jobs = [{"id": 0, "policy": "letters", "answers": [*moves, "E"], "views": True},
             {"id": 1, "policy": "oracle", "views": True}, {"id": 2, "policy": "oracle", "views": True}]
     diag, right, zoom = run_official_report(NAME, test, jobs)["jobs"]
     assert [v["box"] for v in diag["views"]] == [[160, 100, 560, 410], [120, 100, 560, 410], [80, 100, 560, 410],
@@ -731,9 +734,9 @@ def test_spec_traces_in_the_official_environment(tmp_path: Path) -> None:
                                                  [40, -20, 560, 370]]
     assert [len(o) - 4 for o in zoom["options"]] == [2, 2, 2, 1] and zoom["correct_prediction"]
     for rec, res in zip(recs, (diag, right, zoom), strict=True):  # our copies of the official rules agree
-        geo = coco.Geometry(rec["direction"], rec["granularity"], rec["horizontal_step"], rec["vertical_step"],
+        geo = coco_geometry.Geometry(rec["direction"], rec["granularity"], rec["horizontal_step"], rec["vertical_step"],
                             rec["crop"])
-        m = coco.state_machine(geo, rec["options"])
+        m = coco_geometry.state_machine(geo, rec["options"])
         assert all(list(v["box"]) in [list(b) for b in m.boxes] for v in res["views"])
 
 

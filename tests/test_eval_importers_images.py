@@ -30,7 +30,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pb_build.builders import REGISTRY
+from pb_build.builders import REGISTRY, coco_geometry
 from pb_build.builders import coco as coco_builder
 from pb_build.episode import Episode
 from pb_build.eval import data
@@ -395,24 +395,25 @@ def authors_coco(test_dir: Path) -> Authored:
     image = "coco2014/val2014/COCO_val2014_{:012d}.jpg"
     records = [
         {"id": 0, "image_template": image.format(42),
-         "options": [coco_builder.LEFT, "I cannot answer this question.", coco_builder.DOWN], "direction": "down_left",
+         "options": [coco_geometry.LEFT, "I cannot answer this question.", coco_geometry.DOWN],
+         "direction": "down_left",
          "granularity": 3, "horizontal_step": 40, "vertical_step": 30,
          "crop": {"top": 100, "left": 200, "height": 380, "width": 560}, **COCO_BASE},
-        {"id": 1, "image_template": image.format(43), "options": ["I cannot tell.", coco_builder.RIGHT],
+        {"id": 1, "image_template": image.format(43), "options": ["I cannot tell.", coco_geometry.RIGHT],
          "direction": "right", "granularity": 4, "horizontal_step": 50, "vertical_step": 0,
          "crop": {"top": 120, "left": 100, "height": 400, "width": 300}, **COCO_BASE},
-        {"id": 2, "image_template": image.format(44), "options": [coco_builder.ZOOM, "I cannot tell."],
+        {"id": 2, "image_template": image.format(44), "options": [coco_geometry.ZOOM, "I cannot tell."],
          "direction": "zoom", "granularity": 3, "horizontal_step": 40, "vertical_step": 30,
          "crop": {"top": 100, "left": 200, "height": 150, "width": 200}, **COCO_BASE},
         {"id": 3, "image_template": "other/place/photo.jpg",
-         "options": [coco_builder.ZOOM, "I do not know what is this object."], "direction": "zoom",
+         "options": [coco_geometry.ZOOM, "I do not know what is this object."], "direction": "zoom",
          "granularity": 3, "horizontal_step": 12.3, "vertical_step": 10,
          "crop": {"top": 100.5, "left": 120.2, "height": 40, "width": 50.7}, **COCO_BASE},
-        {"id": 4, "image_template": image.format(46), "options": [coco_builder.RIGHT, "I cannot tell."],
+        {"id": 4, "image_template": image.format(46), "options": [coco_geometry.RIGHT, "I cannot tell."],
          "direction": "right", "granularity": 4, "horizontal_step": 13.7, "vertical_step": 0,
          "crop": {"top": 10.5, "left": 20.5, "height": 150.5, "width": 80.25}, **COCO_BASE},
         {"id": 5, "image_template": image.format(47),
-         "options": [coco_builder.UP, coco_builder.RIGHT, "I cannot tell."], "direction": "up_right",
+         "options": [coco_geometry.UP, coco_geometry.RIGHT, "I cannot tell."], "direction": "up_right",
          "granularity": 3, "horizontal_step": 20, "vertical_step": 15,
          "crop": {"top": 90, "left": 10, "height": 200, "width": 150}, **COCO_BASE},
     ]

@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import coco as builder
+from pb_build.builders import coco_geometry
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 from pb_build.official import check_record
 from pb_build.raw import coco as raw
@@ -31,8 +32,7 @@ from pb_build.strings import is_abstain
 
 OFFICIAL_NAME = builder.info.official_name
 FILE_NAME = re.compile(r"COCO_(?P<split>[a-z]+)2014_(?P<id>\d+)\.jpg")
-MOVE_OPTIONS = {"left": builder.LEFT, "right": builder.RIGHT, "up": builder.UP, "down": builder.DOWN,
-                "zoom": builder.ZOOM}
+MOVE_OPTIONS = {**coco_geometry.OPTION_OF, "zoom": coco_geometry.ZOOM}
 
 
 @functools.cache
@@ -55,8 +55,8 @@ def _check(record: dict[str, Any]) -> list[str]:
     if problems:
         return problems
     direction = record["direction"]
-    if direction not in builder.DIRECTIONS:
-        return [f"direction {direction!r} is not one of {', '.join(builder.DIRECTIONS)}"]
+    if direction not in coco_geometry.DIRECTIONS:
+        return [f"direction {direction!r} is not one of {', '.join(coco_geometry.DIRECTIONS)}"]
     allowed = {MOVE_OPTIONS[part] for part in direction.split("_")}
     return [f"option {o!r} is not one of the literal move options of direction {direction!r}"
             for o in record["options"] if not is_abstain(o) and o not in allowed]
@@ -76,9 +76,9 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     width, height = raw.image_header(src)
     pixels = builder.decode_image(data, src, width, height)
     options = tuple(record["options"])
-    geo = builder.Geometry(direction, record["granularity"], record["horizontal_step"], record["vertical_step"],
+    geo = coco_geometry.Geometry(direction, record["granularity"], record["horizontal_step"], record["vertical_step"],
                            dict(record["crop"]))
-    machine = builder.state_machine(geo, options)
+    machine = coco_geometry.state_machine(geo, options)
     empty = [box for box in machine.boxes if box[2] <= box[0] or box[3] <= box[1]]
     if empty:
         raise ImportFailure(f"crop box {empty[0]} (x1, y1, x2, y2) has no pixels")
@@ -91,7 +91,7 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         categories=tuple(record["categories"]),
         answer=record["answer"],
         frames=frames,
-        states=builder.machine_states(machine, options),
+        states=coco_geometry.machine_states(machine, options),
         reference_frame=len(frames) - 1,
         max_steps=machine.max_steps,
         hint=builder.HINT_ZOOM if direction == "zoom" else builder.HINT_MOVE,
