@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import ModuleType
 from typing import Any
@@ -54,9 +54,8 @@ def run_units(builder: ModuleType, units: Iterable[WorkUnit], config: Any, worke
     ctx = mp.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker) as pool:
         pending: deque[Future[Result]] = deque()
-        submit: Callable[[WorkUnit], Future[Result]] = lambda u: pool.submit(_build_one, builder.name, u, config)  # noqa: E731
         for unit in units:
-            pending.append(submit(unit))
+            pending.append(pool.submit(_build_one, builder.name, unit, config))
             if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
