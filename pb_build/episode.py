@@ -31,6 +31,16 @@ class State:
         return self.targets[self.valid.index(option)]
 
 
+def linear_states(n: int, n_options: int, valid: tuple[int, ...]) -> tuple[State, ...]:
+    """The chain of QuickDraw, ImageNet-C and MVP-N: state k shows frame k and every option; before the last
+    state the ``valid`` options lead to state k + 1, in the last only the category is accepted."""
+    return tuple(
+        State(frame=k, shown=tuple(range(n_options)), valid=valid if k < n - 1 else (),
+              targets=(k + 1,) * len(valid) if k < n - 1 else ())
+        for k in range(n)
+    )
+
+
 @dataclass(frozen=True)
 class OfficialFile:
     """A file of the official layout, at ``path`` relative to ``test/``."""

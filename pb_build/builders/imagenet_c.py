@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
-from pb_build.episode import Episode, OfficialExport, OfficialFile, State
+from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.raw import imagenet_c as raw
 from pb_build.raw.imagenet_classes import SYNSETS
@@ -309,15 +309,6 @@ def _frames(sample: Sample, key: str, config: Config) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-def level_states(n: int, n_options: int, valid: tuple[int, ...]) -> tuple[State, ...]:
-    """State k shows frame k and every option; before the last state the ``valid`` options lead to state k + 1
-    (and the category is accepted), in the last state only the category is."""
-    return tuple(
-        State(frame=k, shown=tuple(range(n_options)), valid=valid if k < n - 1 else (),
-              targets=(k + 1,) * len(valid) if k < n - 1 else ())
-        for k in range(n)
-    )
-
 
 def build(unit: WorkUnit, config: Config) -> Episode:
     """Build the episode of one (image, corruption) pair."""
@@ -334,7 +325,7 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     answer = category_string(CLASS_NAMES[image.wnid])
     frames = _frames(sample, unit.key, config)
     q_idx, a_idx = options.index(quality[0]), options.index(abstain)
-    states = level_states(NUM_LEVELS, len(options), (q_idx,))
+    states = linear_states(NUM_LEVELS, len(options), (q_idx,))
     file = image.file if isinstance(image, raw.TreeImage) else f"{Path(image.file).stem}.JPEG"
     folder = f"{info.official_name}/{corruption}"
     record = {

@@ -51,7 +51,7 @@ import cv2
 import numpy as np
 
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
-from pb_build.episode import Episode, OfficialExport, OfficialFile, State
+from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.frames import decode, encode_png
 from pb_build.raw import mvp_n as raw
@@ -281,15 +281,6 @@ def load_frame(view: raw.View, image_size: int) -> bytes:
     return encode_png(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
 
 
-def view_states(n: int, n_options: int, valid: tuple[int, ...]) -> tuple[State, ...]:
-    """State k shows view k and every option; before the last state the ``valid`` (rotate) options lead to state
-    k + 1 (and the category is accepted), in the last state only the category is."""
-    return tuple(
-        State(frame=k, shown=tuple(range(n_options)), valid=valid if k < n - 1 else (),
-              targets=(k + 1,) * len(valid) if k < n - 1 else ())
-        for k in range(n)
-    )
-
 
 def build(unit: WorkUnit, config: Config) -> Episode:
     """Build the episode of one multi-view set."""
@@ -309,7 +300,7 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     ids = [ids_of[v.token] for v in views]
     n = len(views)
     p_idx, a_idx = options.index(proactive), options.index(abstain)
-    states = view_states(n, len(options), (p_idx,))
+    states = linear_states(n, len(options), (p_idx,))
     folder = f"MVP-N/{view_set.split}/{view_set.class_id}/{view_set.set_name}"
     escaped = folder.replace("{", "{{").replace("}", "}}")
     record = {

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
-from pb_build.episode import Episode, OfficialExport, OfficialFile, State
+from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import encode_png
 from pb_build.raw import quickdraw as raw
@@ -235,10 +235,7 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     frames = tuple(render_frames(drawing, config))
     n = len(frames)
     p_idx, a_idx = options.index(proactive), options.index(abstain)
-    states = tuple(
-        State(frame=k, shown=(0, 1), valid=(p_idx,) if k < n - 1 else (), targets=(k + 1,) if k < n - 1 else ())
-        for k in range(n)
-    )
+    states = linear_states(n, len(options), (p_idx,))
     folder = f"QuickDraw/{drawing.word}/{drawing.key_id}"
     record = {
         "image_template": folder + "/{image}.png",

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import mvp_n as builder
-from pb_build.episode import Episode, OfficialExport, OfficialFile
+from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.strings import is_abstain
 
 OFFICIAL_NAME = builder.info.official_name
@@ -66,7 +66,7 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         categories=tuple(record["categories"]),
         answer=record["answer"],
         frames=frames,
-        states=builder.view_states(n, len(options), rotate),
+        states=linear_states(n, len(options), rotate),
         reference_frame=reference_frame,
         max_steps=n,
         hint=builder.HINT,

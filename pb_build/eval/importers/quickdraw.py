@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import quickdraw as builder
-from pb_build.episode import Episode, OfficialExport, OfficialFile, State
+from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.strings import is_abstain
 
 OFFICIAL_NAME = "QuickDraw"
@@ -37,12 +37,7 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     options = tuple(record["options"])
     abstain = tuple(i for i, o in enumerate(options) if is_abstain(o))
     proactive = tuple(i for i in range(len(options)) if i not in abstain)
-    shown = tuple(range(len(options)))
-    states = tuple(
-        State(frame=k, shown=shown, valid=proactive if k < n - 1 else (),
-              targets=(k + 1,) * len(proactive) if k < n - 1 else ())
-        for k in range(n)
-    )
+    states = linear_states(n, len(options), proactive)
     files = tuple(OfficialFile(p, f) for p, f in zip(paths, frames, strict=True))
     return Episode(
         source=builder.name,
