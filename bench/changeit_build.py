@@ -35,7 +35,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pb_build.builders import REGISTRY, changeit
+from pb_build.builders import changeit
 from pb_build.pipeline import default_workers
 from pb_build.raw import changeit as raw
 from pb_build.writers.release import SourceJob, build_release
@@ -212,11 +212,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat and --videos must be at least 1, --seconds at least 2")
     w, _, h = args.size.partition("x")
     size = (int(w), int(h))
-    if args.workers > 1 and changeit.name not in REGISTRY:
-        print("note: changeit is not registered in pb_build.builders; timing 1 worker only")
-        args.workers = 1
-    REGISTRY.setdefault(changeit.name, changeit)  # the in-process pipeline looks builders up by name
-
     with tempfile.TemporaryDirectory(prefix="pb-bench-raw-") as tmp:
         raw_dir = write_synthetic_raw(Path(tmp) / "changeit", args.videos, args.seconds, args.video_fps, size)
         result = run(args, raw_dir)

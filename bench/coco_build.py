@@ -7,7 +7,7 @@ Measures, in one run, views per second of
    view, writing the official files and the parquet shards, card, manifest and checksums),
 2. a bare loop over the *same* images and the *same* view boxes (taken, untimed, from the built episodes): read
    the file, decode it with PIL, crop every view and encode it in the build's frame format, keeping nothing,
-3. optionally the build with ``--workers N`` (N > 1; needs ``coco`` in ``pb_build.builders.REGISTRY``),
+3. optionally the build with ``--workers N`` (N > 1),
 
 and the ratio build / bare. A "view" is one encoded state frame; the reference frame (the original file) is
 copied, not encoded, and is not counted. Each measurement is the best of ``--repeat`` repetitions (build and bare
@@ -38,7 +38,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pb_build.builders import REGISTRY, coco
+from pb_build.builders import coco
 from pb_build.pipeline import default_workers
 from pb_build.raw import coco as raw
 from pb_build.writers.release import SourceJob, build_release
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, raw_dir: Path) -> dict[str, Any]:
     _, samples, views, work = time_build(raw_dir, config, 1)  # warm-up, and the bare loop's work list
     if not work:
         raise SystemExit(f"{raw_dir}: the build made no samples")
-    parallel = args.workers > 1 and REGISTRY.get(coco.name) is coco and not args.registered_locally
+    parallel = args.workers > 1
     best: dict[str, float] = {}
 
     def keep(name: str, seconds: float) -> None:
@@ -150,8 +150,6 @@ def run(args: argparse.Namespace, raw_dir: Path) -> dict[str, Any]:
         result["workers"] = args.workers
         result["speedup_n_over_1"] = fps["build_n"] / fps["build"]
         result["ratio_build_n_over_bare"] = fps["build_n"] / fps["bare"]
-    elif args.workers > 1:
-        result["note"] = "coco is not registered in pb_build.builders.REGISTRY: the multi-worker build was skipped"
     return result
 
 
@@ -184,9 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
-    # Worker processes only find registered builders; an in-process registration serves the 1-worker build.
-    args.registered_locally = REGISTRY.get(coco.name) is not coco
-    REGISTRY.setdefault(coco.name, coco)
     with tempfile.TemporaryDirectory(prefix="pb-bench-raw-") as tmp:
         raw_dir = args.raw if args.raw else write_synthetic_raw(Path(tmp) / "coco", args.images)
         result = run(args, raw_dir)

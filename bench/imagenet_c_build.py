@@ -9,7 +9,7 @@ For each raw layout, in one run, frames per second of
      the build itself copies the bytes after a decode check, so it may beat this floor;
    * clean images: reads and decodes the clean image, resizes and crops it, corrupts it at severities 5..1 with
      the same corruption and seeds as the build, and encodes each frame (JPEG, quality 85, optimize),
-3. optionally the build with ``--workers N`` (N > 1; needs the builder registered in ``pb_build.builders``),
+3. optionally the build with ``--workers N`` (N > 1),
 
 and the ratio build fps / bare fps. Each measurement is the best of ``--repeat`` runs (build and bare
 interleaved). Input is synthetic: a temporary tree of 224x224 JPEGs, or clean 500x375 JPEGs in wnid folders.
@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from pb_build.builders import REGISTRY, imagenet_c
+from pb_build.builders import imagenet_c
 from pb_build.pipeline import default_workers
 from pb_build.raw import imagenet_c as raw
 from pb_build.seeding import sample_rng
@@ -201,12 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--repeat, --images and --per-class must be at least 1, --classes 1-1000")
     tree_corruptions = imagenet_c.Config(corruptions=args.corruptions).corruption_list
 
-    registered_here = imagenet_c.name not in REGISTRY
-    if registered_here:  # until the lead registers the builder; worker processes cannot see this
-        REGISTRY[imagenet_c.name] = imagenet_c
-    parallel = args.workers > 1 and not registered_here
-    if args.workers > 1 and registered_here:
-        print("note: imagenet-c is not in pb_build/builders/__init__.py yet; the multi-worker build is skipped")
+    parallel = args.workers > 1
 
     layouts = ("imagenet-c", "clean") if args.layout == "both" else (args.layout,)
     results = []

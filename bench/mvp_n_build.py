@@ -37,14 +37,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pb_build.builders import REGISTRY, mvp_n
+from pb_build.builders import mvp_n
 from pb_build.frames import encode_png
 from pb_build.pipeline import default_workers
 from pb_build.raw import mvp_n as raw
 from pb_build.writers.release import SourceJob, build_release
-
-REGISTERED = mvp_n.name in REGISTRY
-
 
 # --------------------------------------------------------------------------------------------- synthetic input
 
@@ -133,7 +130,7 @@ def run(args: argparse.Namespace, raw_dir: Path, names: Path) -> dict[str, Any]:
     def keep(key: str, seconds: float) -> None:
         best[key] = min(best.get(key, float("inf")), seconds)
 
-    parallel = args.workers > 1 and REGISTERED
+    parallel = args.workers > 1
     for _ in range(args.repeat):
         wall, samples, frames = time_build(raw_dir, plain, 1)
         keep("build", wall)
@@ -169,8 +166,6 @@ def run(args: argparse.Namespace, raw_dir: Path, names: Path) -> dict[str, Any]:
     if parallel:
         result["workers"] = args.workers
         result["speedup_n_over_1"] = fps["build_n"] / fps["build"]
-    elif args.workers > 1:
-        result["workers_skipped"] = "mvp-n is not in pb_build.builders.REGISTRY; worker processes cannot find it"
     return result
 
 
@@ -192,8 +187,6 @@ def print_table(r: dict[str, Any]) -> None:
           f"{r['ratio_build_resized_over_bare_resized']:.2f}")
     if "workers" in r:
         print(f"speed-up {r['workers']} workers / 1 worker = {r['speedup_n_over_1']:.2f}")
-    elif "workers_skipped" in r:
-        print(f"multi-worker build skipped: {r['workers_skipped']}")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -220,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1 or not 1 <= args.classes <= 44 or args.sets < 1 or not 2 <= args.views <= 6:
         parser.error("need --repeat >= 1, 1 <= --classes <= 44, --sets >= 1 and 2 <= --views <= 6")
-    if not REGISTERED:  # in-process builds (workers=1) look the builder up in the registry
-        REGISTRY[mvp_n.name] = mvp_n
     with tempfile.TemporaryDirectory(prefix="pb-bench-raw-") as tmp:
         raw_dir, names, _ = write_synthetic_raw(Path(tmp), args.classes, args.sets, args.views, args.size)
         result = run(args, raw_dir, names)
