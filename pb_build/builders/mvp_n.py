@@ -43,7 +43,6 @@ Construction (benchmark.md §3.2, §3.3, §6 MVP-N):
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +53,7 @@ from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.frames import decode, encode_png
+from pb_build.manifests.provenance import sha256_file
 from pb_build.raw import mvp_n as raw
 from pb_build.seeding import pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -221,7 +221,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     notes = {
         "pool_version": POOL_VERSION,
         "names_file": names_path.name,
-        "names_sha256": hashlib.sha256(names_path.read_bytes()).hexdigest(),
+        "names_sha256": sha256_file(names_path),
         "set_order": "folder tree, sorted by class then set name (MVP-N's pickled test lists are not read)",
         "sets_found": found,
         "excluded_no_uninformative_view": excluded,

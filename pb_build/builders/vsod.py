@@ -51,7 +51,6 @@ each frame once. ``--max-side`` bounds the frame size.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +60,7 @@ from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import decode
+from pb_build.manifests.provenance import sha256_file
 from pb_build.matching import normalise_text
 from pb_build.raw import vsod as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
@@ -319,7 +319,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         files.insert(0, inside)
     notes = {
         "pool_version": POOL_VERSION,
-        "labels": {"file": labels.name, "size": labels.stat().st_size, "sha256": _sha256(labels), "rows": len(rows)},
+        "labels": {"file": labels.name, "size": labels.stat().st_size, "sha256": sha256_file(labels),
+                   "rows": len(rows)},
         "strong_threshold": config.strong_threshold,
         "ineligible_segments": ineligible,
         "unlabelled_segments": len(known - set(by_segment)),
@@ -355,9 +356,6 @@ def _extension(segment: raw.Segment, config: Config) -> str:
                         "pass --max-side to re-encode them as JPEG")
     return suffixes[0]
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_frame(path: str, max_side: int) -> bytes:
