@@ -35,10 +35,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import changeit
 from pb_build.pipeline import default_workers
 from pb_build.raw import changeit as raw
-from pb_build.writers.release import SourceJob, build_release
 
 CATEGORIES = (("apple", "Apple Peeling/Cutting"), ("bacon", "Bacon Frying"), ("box", "Gift/Box Wrapping"),
               ("butter", "Butter Melting"), ("t-shirt", "T-shirt Dyeing"), ("whisk_eggs", "Eggs Whisking"))

@@ -38,10 +38,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import coco
 from pb_build.pipeline import default_workers
 from pb_build.raw import coco as raw
-from pb_build.writers.release import SourceJob, build_release
 
 CATEGORIES = [(1, "person", "person"), (3, "car", "vehicle"), (6, "bus", "vehicle"), (8, "truck", "vehicle"),
               (17, "cat", "animal"), (18, "dog", "animal"), (19, "horse", "animal"), (44, "bottle", "kitchen"),
@@ -86,7 +86,7 @@ def time_build(raw_dir: Path, config: coco.Config, workers: int) -> tuple[float,
         reports = build_release(Path(tmp) / "release", [SourceJob(coco, config, raw_dir)], workers=workers,
                                 progress=False)
         wall = time.perf_counter() - started
-        from pb_build.manifests.provenance import read_manifest
+        from pb_build.manifests.manifest import read_dict as read_manifest
         from pb_build.writers.native import read_rows
 
         entry = read_manifest(Path(tmp) / "release")["sources"][0]

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 import transformers
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import quickdraw
 from pb_build.eval import data, tiny
 from pb_build.eval.backends import TransformersBackend
@@ -45,7 +46,6 @@ from pb_build.eval.data import Item
 from pb_build.eval.prompts import mcqa_prompt
 from pb_build.eval.runner import Query, run_mcqa
 from pb_build.replay import Replay, oracle
-from pb_build.writers.release import SourceJob, build_release
 
 
 def sample_items(n: int, folder: Path) -> list[Item]:

@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import imagenet_c
 from pb_build.pipeline import default_workers
 from pb_build.raw import imagenet_c as raw
 from pb_build.seeding import sample_rng
-from pb_build.writers.release import SourceJob, build_release
 
 TREE_SIZE = 224
 CLEAN_SIZE = (500, 375)

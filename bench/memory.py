@@ -23,7 +23,7 @@ CHILD = """
 import resource, sys
 from pathlib import Path
 from pb_build.builders import quickdraw
-from pb_build.writers.release import SourceJob, build_release
+from pb_build.build import SourceJob, build_release
 raw, out, per_class, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 config = quickdraw.Config(per_class=per_class, pool=per_class)
 [report] = build_release(out, [SourceJob(quickdraw, config, raw)], workers=workers, progress=False)

@@ -37,11 +37,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import mvp_n
 from pb_build.frames import encode_png
 from pb_build.pipeline import default_workers
 from pb_build.raw import mvp_n as raw
-from pb_build.writers.release import SourceJob, build_release
 
 # --------------------------------------------------------------------------------------------- synthetic input
 

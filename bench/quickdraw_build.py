@@ -34,10 +34,10 @@ from typing import Any
 
 import cv2
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import quickdraw
 from pb_build.pipeline import default_workers
 from pb_build.raw.quickdraw_categories import CATEGORIES
-from pb_build.writers.release import SourceJob, build_release
 
 TARGET_RATIO = 0.6
 

@@ -58,17 +58,25 @@ def list_sources() -> None:
 
 
 def _report(reports: list, out: Path, elapsed: float) -> None:
-    """The end-of-build summary: what was built, where, how many samples and frames, how long it took."""
+    """The end-of-build summary: per source its samples, frames and exclusions by reason; then the total, the
+    time, where the release is and how to load it."""
     for r in reports:
         click.echo(f"built {r.source} ({r.official_name}): {r.samples} samples, {r.frames} frames, "
                    f"{r.files} official files in {r.seconds:.1f}s")
         if r.skipped:
-            click.echo(f"skipped {len(r.skipped)} bad record(s):")
+            reasons = ", ".join(f"{n} {cause}" for cause, n in r.excluded_by_reason().items())
+            click.echo(f"  excluded {len(r.skipped)} bad record(s) by reason: {reasons}")
             for s in r.skipped[:20]:
                 loc = f"{s['path']}:{s['line']}" if s["line"] is not None else s["path"]
-                click.echo(f"  {loc}: {s['cause']}")
-    total = sum(r.samples for r in reports)
-    click.echo(f"release written to {out}: {total} samples from {len(reports)} source(s) in {elapsed:.1f}s")
+                click.echo(f"    {loc}: {s['cause']}")
+    samples, frames = sum(r.samples for r in reports), sum(r.frames for r in reports)
+    excluded = sum(len(r.skipped) for r in reports)
+    out = out.resolve()
+    click.echo(f"release written to {out}: {samples} samples, {frames} frames, {excluded} excluded, from "
+               f"{len(reports)} source(s) in {elapsed:.1f}s")
+    click.echo(f"check it with: pb-build verify {out}")
+    for r in reports:
+        click.echo(f'load it with: load_dataset("{out}", "{r.source}", split="test")')
 
 
 def _source_command(builder: ModuleType) -> click.Command:
@@ -76,21 +84,18 @@ def _source_command(builder: ModuleType) -> click.Command:
 
     def run(raw: Path | None, sample: bool, out: Path, seed: int, workers: int | None, skip_bad: bool,
             overwrite: bool, quiet: bool, cache_dir: Path | None, **params: Any) -> None:
+        from pb_build.build import build_release
+        from pb_build.manifests.recipe import RecipeSource, source_jobs
         from pb_build.pipeline import default_workers
-        from pb_build.writers.release import SourceJob, build_release
 
-        config = builder.Config(seed=seed, **{f.name: params[f.name] for f in fields})
         if sample and raw is not None:
             raise PbBuildError("--sample and --raw are exclusive")
-        if sample:
-            raw = builder.sample_dir()
-            if raw is None:
-                raise PbBuildError(f"{builder.name} has no bundled sample; pass --raw with the source's files")
-        elif raw is None:
-            raw = builder.fetch(config, cache_dir, progress=not quiet)
+        kind = "sample" if sample else "fetch" if raw is None else str(raw)
         started = time.perf_counter()
-        reports = build_release(out, [SourceJob(builder, config, raw, sample)], workers=workers or default_workers(),
-                                skip_bad=skip_bad, overwrite=overwrite, progress=not quiet)
+        src = RecipeSource(builder.name, kind, seed, {f.name: params[f.name] for f in fields})
+        jobs = source_jobs((src,), {}, cache_dir, not quiet, out=out, overwrite=overwrite)
+        reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
+                                overwrite=overwrite, progress=not quiet)
         _report(reports, out, time.perf_counter() - started)
 
     params: list[click.Parameter] = [
@@ -159,9 +164,9 @@ _cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB
 def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | None, skip_bad: bool,
           overwrite: bool, quiet: bool, cache_dir: Path | None) -> None:
     """Build every source of RECIPE (a YAML file, or a bundled name: sample, paper) into one release."""
+    from pb_build.build import build_release
     from pb_build.manifests.recipe import load_recipe, parse_raw_overrides, source_jobs
     from pb_build.pipeline import default_workers
-    from pb_build.writers.release import build_release
 
     parsed = load_recipe(recipe)
     jobs = source_jobs(parsed.sources, parse_raw_overrides(raw_pairs), cache_dir, progress=not quiet)
@@ -176,19 +181,23 @@ def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | Non
 @click.argument("manifest", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @_out
 @_raw_pairs
+@click.option("--table", "table_pairs", multiple=True, metavar="NAME=PATH",
+              help="New location of a user table the manifest records (e.g. labels=~/vsod/labels.csv); its "
+                   "sha256 must match; repeatable.")
 @_workers
 @_overwrite
 @_quiet
 @_cache
-def rebuild(manifest: Path, out: Path, raw_pairs: tuple[str, ...], workers: int | None, overwrite: bool,
-            quiet: bool, cache_dir: Path | None) -> None:
+def rebuild(manifest: Path, out: Path, raw_pairs: tuple[str, ...], table_pairs: tuple[str, ...],
+            workers: int | None, overwrite: bool, quiet: bool, cache_dir: Path | None) -> None:
     """Rebuild a release from its MANIFEST and check that SHA256SUMS comes out identical."""
     from pb_build.manifests.rebuild import rebuild as run_rebuild
-    from pb_build.manifests.recipe import parse_raw_overrides
+    from pb_build.manifests.recipe import parse_raw_overrides, parse_table_overrides
     from pb_build.pipeline import default_workers
 
-    result = run_rebuild(manifest, out, parse_raw_overrides(raw_pairs), cache_dir=cache_dir,
-                         workers=workers or default_workers(), overwrite=overwrite, progress=not quiet)
+    result = run_rebuild(manifest, out, parse_raw_overrides(raw_pairs), tables=parse_table_overrides(table_pairs),
+                         cache_dir=cache_dir, workers=workers or default_workers(), overwrite=overwrite,
+                         progress=not quiet)
     for note in result.notes:
         click.echo(f"note: {note}")
     if not result.compared:

@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from pb_build.errors import InvalidEpisode, PbBuildError
 from pb_build.frames import decode
+from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.official import check_record, reachable_paths
 from pb_build.replay import oracle, play
@@ -58,12 +59,12 @@ class VerifyResult:
 
 def verify_release(root: Path, progress: bool = False) -> VerifyResult:
     """Verify checksums, official records and frames, native rows, and an oracle replay of each episode."""
-    if not (root / provenance.MANIFEST).is_file():
-        raise PbBuildError(f"{root}: not a pb-build release (no {provenance.MANIFEST})")
+    if not (root / manifests.MANIFEST).is_file():
+        raise PbBuildError(f"{root}: not a pb-build release (no {manifests.MANIFEST})")
+    manifest = manifests.read(root)
     result = VerifyResult()
     _check_sums(root, result)
-    manifest = provenance.read_manifest(root)
-    for entry in manifest.get("sources", []):
+    for entry in manifest.sources:
         _check_source(root, entry, result, progress)
     return result
 
@@ -89,13 +90,13 @@ def _check_sums(root: Path, result: VerifyResult) -> None:
             result.checked_files += 1
 
 
-def _check_source(root: Path, entry: dict, result: VerifyResult, progress: bool) -> None:
-    name, source = entry["official_name"], entry["source"]
+def _check_source(root: Path, entry: manifests.SourceEntry, result: VerifyResult, progress: bool) -> None:
+    name, source = entry.official_name, entry.source
     check = SourceCheck(source, name)
     result.sources.append(check)
     test_dir = root / "test"
-    records = _check_official(test_dir, root / entry["files"]["official"], name, check, result)
-    shards = [root / p for p in entry["files"]["native"]]
+    records = _check_official(test_dir, root / entry.files.official, name, check, result)
+    shards = [root / p for p in entry.files.native]
     missing = [p for p in shards if not p.is_file()]
     if missing:
         result.add(f"{missing[0]}: native shard missing")
@@ -122,8 +123,8 @@ def _check_source(root: Path, entry: dict, result: VerifyResult, progress: bool)
             result.add(f"{where}: no official record with this id")
         elif json.loads(row["official_record"]) != line:
             result.add(f"{where}: native row and official record disagree")
-    if check.rows != entry["counts"]["samples"] or check.records != entry["counts"]["samples"]:
-        result.add(f"{source}: manifest says {entry['counts']['samples']} samples, found {check.records} "
+    if check.rows != entry.counts.samples or check.records != entry.counts.samples:
+        result.add(f"{source}: manifest says {entry.counts.samples} samples, found {check.records} "
                    f"records and {check.rows} rows")
 
 

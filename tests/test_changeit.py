@@ -33,17 +33,17 @@ from changeit_raw import (
 )
 from datasets import load_dataset
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import changeit as cit
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.manifests.provenance import read_manifest
+from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.matching import normalise_text
 from pb_build.raw import changeit as raw
 from pb_build.replay import POLICIES, Replay, oracle_path, play
 from pb_build.strings import category_string
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
-from pb_build.writers.release import SourceJob, build_release
 
 try:
     from official import replay_job, requires_official, run_official_report

@@ -30,15 +30,16 @@ from coco_raw import CATEGORIES, FIXTURE, RawTree, synth_jpeg, varied_tree
 from datasets import load_dataset
 from PIL import Image
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import coco, coco_distractors, coco_geometry
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.manifests.provenance import read_manifest, read_sums
+from pb_build.manifests.manifest import read_dict as read_manifest
+from pb_build.manifests.provenance import read_sums
 from pb_build.raw import coco as raw
 from pb_build.replay import Replay
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
-from pb_build.writers.release import SourceJob, build_release
 
 try:
     from official import replay_job, requires_official, run_official_report

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import REGISTRY
 from pb_build.episode import Episode
 from pb_build.writers.native import from_row, read_rows
-from pb_build.writers.release import SourceJob, build_release
 
 SAMPLE_SOURCES = sorted(n for n, b in REGISTRY.items() if b.sample_dir() is not None)
 ALL_SOURCES = sorted(REGISTRY)

@@ -14,14 +14,15 @@ import pytest
 from click.testing import CliRunner
 from hub_emulator import HubServer
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import quickdraw
 from pb_build.cli import main
 from pb_build.errors import PbBuildError
 from pb_build.hub.publish import push
 from pb_build.hub.pull import pull
-from pb_build.manifests.provenance import read_manifest, read_sums
+from pb_build.manifests.manifest import read_dict as read_manifest
+from pb_build.manifests.provenance import read_sums
 from pb_build.verify import verify_release
-from pb_build.writers.release import SourceJob, build_release
 
 TOKEN = "hf_test_write"
 REPO = "tester/pb-demo"

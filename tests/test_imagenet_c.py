@@ -22,10 +22,11 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import imagenet_c as inc
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.manifests.provenance import read_manifest
+from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.matching import normalise_text
 from pb_build.official import ACTION_KEYS, ACTION_SPACE
 from pb_build.raw import imagenet_c as raw
@@ -33,7 +34,6 @@ from pb_build.raw.imagenet_classes import SYNSETS
 from pb_build.strings import category_string, is_abstain
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
-from pb_build.writers.release import SourceJob, build_release
 
 try:
     from official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs

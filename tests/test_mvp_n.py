@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from datasets import load_dataset
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import mvp_n
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.manifests.provenance import read_manifest
+from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.matching import normalise_text
 from pb_build.official import ACTION_KEYS, check_record, reachable_paths
 from pb_build.raw import mvp_n as raw
@@ -27,7 +28,6 @@ from pb_build.replay import POLICIES, play
 from pb_build.strings import is_abstain
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
-from pb_build.writers.release import SourceJob, build_release
 
 try:
     from official import replay_job, requires_official, run_official_report, standard_jobs

@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import quickdraw
 from pb_build.episode import Episode
 from pb_build.writers.native import from_row, read_rows
-from pb_build.writers.release import SourceJob, build_release
 
 try:
     from official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs

@@ -11,7 +11,8 @@ from datasets import load_dataset
 
 from pb_build.cli import main
 from pb_build.errors import PbBuildError
-from pb_build.manifests.provenance import read_manifest, read_sums
+from pb_build.manifests.manifest import read_dict as read_manifest
+from pb_build.manifests.provenance import read_sums
 from pb_build.manifests.recipe import RECIPES_DIR, load_recipe
 from pb_build.verify import verify_release
 

@@ -10,11 +10,12 @@ import pytest
 from conftest import QD_FIXTURES, drawing_record, requires_shared, square_strokes, write_ndjson
 from datasets import load_dataset
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import quickdraw
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.manifests.provenance import read_manifest, read_sums
+from pb_build.manifests.manifest import read_dict as read_manifest
+from pb_build.manifests.provenance import read_sums
 from pb_build.verify import verify_release
-from pb_build.writers.release import SourceJob, build_release
 
 
 def build(raw: Path, out: Path, workers: int = 1, **config) -> Path:

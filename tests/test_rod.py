@@ -25,15 +25,15 @@ import numpy as np
 import pytest
 from datasets import load_dataset
 
+from pb_build.build import SourceJob, build_release
 from pb_build.builders import rod
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.manifests.provenance import read_manifest
+from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.raw import rod as raw
 from pb_build.replay import Replay, oracle, play
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
-from pb_build.writers.release import SourceJob, build_release
 
 try:
     from official import replay_job, requires_official, run_official_report

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +42,11 @@ class Plan:
     raw_files: list[Path]
     raw_root: Path
     notes: dict[str, Any] = field(default_factory=dict)
+    total: int | None = None  # how many units a streamed plan yields (at most), when cheap to count
+
+    def size(self) -> int | None:
+        """The number of planned units when known (progress bars show a total and an ETA then)."""
+        return len(self.units) if isinstance(self.units, Sized) else self.total
 
 
 class Builder(Protocol):

@@ -122,7 +122,7 @@ N_DISTRACTORS = 3
 class Config:
     """Parameters of an MVP-N build; every field is recorded in the manifest."""
 
-    names: str = field(default="", metadata={
+    names: str = field(default="", metadata={"table": "names",
         "help": "CSV file 'class_id,name' naming all 44 classes (the names are in the MVP-N documentation PDF)."})
     per_class: int = field(default=100, metadata={"help": "Sets per class (0 = every set of the folder)."})
     max_views: int = field(default=6, metadata={"help": "Most views per sample (uninformative views + 1)."})

@@ -163,7 +163,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             handle_bad(BadRecord(path, f"unknown category {path.stem!r} (not one of the 345 QuickDraw categories)"),
                        on_bad)
     return Plan(units=_select(usable, config, on_bad), raw_files=files, raw_root=raw_dir,
-                notes={"pool_version": POOL_VERSION})
+                notes={"pool_version": POOL_VERSION}, total=len(usable) * config.per_class)
 
 
 def _select(files: list[Path], config: Config, on_bad: OnBad) -> Iterator[WorkUnit]:

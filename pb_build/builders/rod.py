@@ -112,7 +112,7 @@ LEFT, RIGHT = "LEFT", "RIGHT"
 class Config:
     """Parameters of a ROD build; every field is recorded in the manifest."""
 
-    occluders: str = field(default="", metadata={
+    occluders: str = field(default="", metadata={"table": "occluders",
         "help": "Occluder table: lines '<token or group><TAB><description>' overriding/extending the built-in "
                 "<colour><kind> rule (e.g. 'bluebl' -> 'blue blocks')."})
     max_missing: int = field(default=1, metadata={

@@ -151,7 +151,7 @@ QUESTIONS: dict[str, tuple[str, ...]] = {
 class Config:
     """Parameters of a VSOD build; every field is recorded in the manifest."""
 
-    labels: str = field(default="", metadata={
+    labels: str = field(default="", metadata={"table": "labels",
         "help": "CSV of question labels with header segment,question_type,answer[,distractors] (required)."})
     split: str = field(default="test", metadata={"help": "Split folder under Data/ and Annotations/."})
     strong_threshold: float = field(default=0.5, metadata={

@@ -19,6 +19,7 @@ from pb_build.episode import Episode
 from pb_build.errors import InvalidEpisode, PbBuildError
 from pb_build.eval import sources
 from pb_build.eval.importers import ImportFailure, get_importer, import_record
+from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.writers.native import from_row, read_rows
 
@@ -105,7 +106,7 @@ def load(folder: Path, source: str, *, keep_ids: Path | None = None, filtered: b
     """The episodes of ``source`` in ``folder``, after the loader rules, the kept ids and ``limit``."""
     if not folder.is_dir():
         raise PbBuildError(f"{folder}: not a folder")
-    if (folder / provenance.MANIFEST).is_file():
+    if (folder / manifests.MANIFEST).is_file():
         data, rows = _release(folder, source)
     else:
         data, rows = _official(folder, source)
@@ -136,14 +137,13 @@ def load(folder: Path, source: str, *, keep_ids: Path | None = None, filtered: b
 
 
 def _release(folder: Path, source: str) -> tuple[Dataset, Any]:
-    manifest = provenance.read_manifest(folder)
-    entries = manifest.get("sources", [])
-    name, official_name = sources.resolve(source, [(e["source"], e["official_name"]) for e in entries])
-    entry = next(e for e in entries if e["source"] == name)
-    jsonl = folder / entry["files"]["official"]
+    manifest = manifests.read(folder)
+    name, official_name = sources.resolve(source, [(e.source, e.official_name) for e in manifest.sources])
+    entry = manifest.entry(name)
+    jsonl = folder / entry.files.official
     data = Dataset(folder, "release", name, official_name,
                    fingerprint=provenance.sha256_file(jsonl) if jsonl.is_file() else "")
-    shards = [folder / p for p in entry["files"]["native"]]
+    shards = [folder / p for p in entry.files.native]
     missing = [str(p) for p in shards if not p.is_file()]
     if missing:
         raise PbBuildError(f"{folder}: native shard missing: {missing[0]}")

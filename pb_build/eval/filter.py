@@ -13,21 +13,19 @@ card are rewritten.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pb_build.errors import PbBuildError
 from pb_build.eval import sources
 from pb_build.eval.data import FILTER_SUFFIX
 from pb_build.eval.run import RUN_FILE, TRAJECTORIES, read_jsonl
+from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
-from pb_build.writers.native import ROW_GROUP, SCHEMA, read_rows
+from pb_build.release_folder import finish, update_folder
+from pb_build.writers.card import release_card
+from pb_build.writers.native import ParquetShards, read_rows
 
 THRESHOLD = 0.25
 
@@ -71,10 +69,9 @@ def load_probe_run(folder: Path, fingerprint: str) -> ProbeRun:
     return ProbeRun(folder, model, first_turn)
 
 
-def _entry(manifest: dict[str, Any], source: str) -> dict[str, Any]:
-    entries = manifest.get("sources", [])
-    name, _ = sources.resolve(source, [(e["source"], e["official_name"]) for e in entries])
-    return next(e for e in entries if e["source"] == name)
+def _entry(manifest: manifests.Manifest, source: str) -> manifests.SourceEntry:
+    name, _ = sources.resolve(source, [(e.source, e.official_name) for e in manifest.sources])
+    return manifest.entry(name)
 
 
 def compute(release: Path, source: str, run_folders: list[Path], threshold: float = THRESHOLD) -> FilterResult:
@@ -83,10 +80,10 @@ def compute(release: Path, source: str, run_folders: list[Path], threshold: floa
         raise PbBuildError("--threshold must be in (0, 1]")
     if not run_folders:
         raise PbBuildError("pass at least one --run folder")
-    entry = _entry(provenance.read_manifest(release), source)
-    fingerprint = provenance.sha256_file(release / entry["files"]["official"])
+    entry = _entry(manifests.read(release), source)
+    fingerprint = provenance.sha256_file(release / entry.files.official)
     runs = [load_probe_run(f, fingerprint) for f in run_folders]
-    ids = [int(row["id"]) for row in read_rows([release / p for p in entry["files"]["native"]])]
+    ids = [int(row["id"]) for row in read_rows([release / p for p in entry.files.native])]
     for run in runs:
         missing = [i for i in ids if i not in run.first_turn]
         if missing:
@@ -94,60 +91,42 @@ def compute(release: Path, source: str, run_folders: list[Path], threshold: floa
                                "probe runs must cover the whole source (no --limit, no kept-id list)")
     counts = {i: sum(run.first_turn[i] for run in runs) for i in ids}
     kept = [i for i in ids if counts[i] / len(runs) < threshold]
-    return FilterResult(entry["source"], entry["official_name"], kept, counts, runs, threshold)
-
-
-def _card(release: Path, manifest: dict[str, Any]) -> None:
-    from pb_build.builders import get_builder
-    from pb_build.writers.card import ConfigSummary, write_card
-
-    summaries = []
-    for e in manifest["sources"]:
-        info = get_builder(e["source"]).info
-        sample = bool(e.get("raw", {}).get("sample"))
-        configs = [(e["source"], e["files"]["native"], e["counts"]["samples"])]
-        if "filter" in e:
-            configs.append((f"{e['source']}_filtered", e["filter"]["files"]["native"], len(e["filter"]["kept_ids"])))
-        for config, shards, rows in configs:
-            size = sum((release / p).stat().st_size for p in shards)
-            summaries.append(ConfigSummary(config, info, "test", rows, shards, size, sample))
-    write_card(release, summaries)
+    return FilterResult(entry.source, entry.official_name, kept, counts, runs, threshold)
 
 
 def write(release: Path, result: FilterResult, overwrite: bool = False) -> dict[str, Any]:
-    """Record the kept ids in the release (official list, native config, manifest) and refresh the checksums."""
-    manifest = provenance.read_manifest(release)
+    """Record the kept ids in the release (official list, native config, manifest) and refresh the card and the
+    checksums; the files change together or not at all."""
+    manifest = manifests.read(release)
     entry = _entry(manifest, result.source)
-    if "filter" in entry and not overwrite:
+    if entry.filter is not None and not overwrite:
         raise PbBuildError(f"{release}: {result.source} is already filtered; pass --overwrite to replace it")
     official_rel = f"test/{result.official_name}{FILTER_SUFFIX}"
     config = f"{result.source}_filtered"
-    native_rel = f"{config}/test-00000-of-00001.parquet"
     kept = set(result.kept_ids)
-    rows = [r for r in read_rows([release / p for p in entry["files"]["native"]]) if int(r["id"]) in kept]
-    tmp = release / f".{config}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp / "shard.parquet", row_group_size=ROW_GROUP,
-                   compression="snappy")
-    (tmp / "ids.json").write_text(json.dumps(result.kept_ids) + "\n", encoding="utf-8")
-    shutil.rmtree(release / config, ignore_errors=True)
-    (release / config).mkdir()
-    os.replace(tmp / "shard.parquet", release / native_rel)
-    os.replace(tmp / "ids.json", release / official_rel)
-    tmp.rmdir()
-    entry["filter"] = {
-        "rule": "drop a sample when at least `threshold` of the probe models answer it correctly at the first turn "
-                "(zero-shot MCQA, no hints)",
-        "threshold": result.threshold,
-        "models": [r.model for r in result.runs],
-        "runs": [str(r.folder) for r in result.runs],
-        "first_turn_correct": {str(k): v for k, v in result.correct_counts.items()},
-        "kept_ids": result.kept_ids,
-        "counts": {"before": len(result.correct_counts), "kept": len(result.kept_ids)},
-        "files": {"official": official_rel, "native": [native_rel]},
-    }
-    provenance.write_manifest(release, manifest)
-    _card(release, manifest)
-    provenance.write_sums(release)
-    return entry["filter"]
+    with update_folder(release) as staging:
+        shards = ParquetShards(staging / config, "test")
+        for row in read_rows([release / p for p in entry.files.native]):
+            if int(row["id"]) in kept:
+                shards.write_row(row, sum(len(f["bytes"]) for f in row["frames"]))
+        native = [p.relative_to(staging).as_posix() for p in shards.close()]
+        (staging / official_rel).parent.mkdir(parents=True, exist_ok=True)
+        (staging / official_rel).write_text(json.dumps(result.kept_ids) + "\n", encoding="utf-8")
+        entry.filter = {
+            "rule": "drop a sample when at least `threshold` of the probe models answer it correctly at the first "
+                    "turn (zero-shot MCQA, no hints)",
+            "threshold": result.threshold,
+            "models": [r.model for r in result.runs],
+            "runs": [str(r.folder) for r in result.runs],
+            "first_turn_correct": {str(k): v for k, v in result.correct_counts.items()},
+            "kept_ids": result.kept_ids,
+            "counts": {"before": len(result.correct_counts), "kept": len(result.kept_ids)},
+            "files": {"official": official_rel, "native": native},
+        }
+        finish(staging, manifest, release_card(manifest, lambda rel: _newest(staging, release, rel).stat().st_size),
+               sums=False)
+    return entry.filter
+
+
+def _newest(staging: Path, release: Path, rel: str) -> Path:
+    return staging / rel if (staging / rel).is_file() else release / rel

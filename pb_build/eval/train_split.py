@@ -12,14 +12,11 @@ train2014); ``exclude`` drops any episode whose key a test release contains.
 
 from __future__ import annotations
 
-import shutil
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 from datasets import Features, Image, List, Value
 
 from pb_build import __version__
@@ -27,8 +24,10 @@ from pb_build.episode import Episode
 from pb_build.errors import PbBuildError
 from pb_build.eval import data as eval_data
 from pb_build.eval.prompts import multi_choice, question
-from pb_build.manifests import provenance
+from pb_build.manifests import manifest as manifests
+from pb_build.release_folder import finish, new_folder
 from pb_build.seeding import sample_rng
+from pb_build.writers.native import ParquetShards
 
 _str = Value("string")
 FEATURES = Features({
@@ -38,7 +37,6 @@ FEATURES = Features({
     "options": List(_str),
     "images": List(Image()),
 })
-ROW_GROUP = 100
 
 
 @dataclass(frozen=True)
@@ -93,8 +91,7 @@ def state_row(ep: Episode, state: int, hint: bool = False) -> dict[str, Any]:
 
 def release_keys(release: Path) -> set[str]:
     """Every sample key of a release (from its manifest)."""
-    manifest = provenance.read_manifest(release)
-    return {k for e in manifest.get("sources", []) for k in e.get("keys", [])}
+    return {k for e in manifests.read(release).sources for k in e.keys}
 
 
 def collect(releases: list[Path], source_names: list[str], *, per_episode: int = 0, seed: int = 0,
@@ -130,27 +127,21 @@ def collect(releases: list[Path], source_names: list[str], *, per_episode: int =
 
 def write(out: Path, rows: list[TrainRow], report: dict[str, Any], params: dict[str, Any],
           overwrite: bool = False) -> Path:
-    """Write the training dataset folder atomically."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        if not overwrite or not (out / provenance.MANIFEST).is_file():
-            raise PbBuildError(f"{out}: exists; pass --overwrite to replace a previous train split (only a "
-                               "folder pb-build wrote is replaced)")
-    tmp = out.parent / f".{out.name}.pb-build-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "data").mkdir(parents=True)
-    shard = tmp / "data" / "train-00000-of-00001.parquet"
-    table = pa.Table.from_pylist([r.row for r in rows], schema=FEATURES.arrow_schema)
-    pq.write_table(table, shard, row_group_size=ROW_GROUP, compression="snappy")
-    ambiguous = sum(bool(r.row["proactive_actions"]) for r in rows)
-    (tmp / "README.md").write_text(_card(len(rows), ambiguous, report["sources"]), encoding="utf-8")
-    provenance.write_manifest(tmp, {"kind": "train-split", "parameters": params, **report,
-                                    "counts": {"rows": len(rows), "ambiguous": ambiguous,
-                                               "unambiguous": len(rows) - ambiguous},
-                                    "rows": [[r.key, r.state] for r in rows]})
-    provenance.write_sums(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    """Write the training dataset folder atomically; an empty split is an error and leaves nothing."""
+    if not rows:
+        raise PbBuildError(f"{out}: the train split would have 0 rows (no reachable state in the selected "
+                           "episodes, or every episode is excluded); nothing was written")
+    with new_folder(out, overwrite) as tmp:
+        shards = ParquetShards(tmp / "data", "train", shard_bytes=1 << 62, schema=FEATURES.arrow_schema)
+        for r in rows:
+            shards.write_row(r.row, sum(len(i["bytes"]) for i in r.row["images"]))
+        shards.close()
+        ambiguous = sum(bool(r.row["proactive_actions"]) for r in rows)
+        manifest = manifests.TrainSplitManifest(
+            parameters=params, report=report,
+            counts={"rows": len(rows), "ambiguous": ambiguous, "unambiguous": len(rows) - ambiguous},
+            rows=[[r.key, r.state] for r in rows])
+        finish(tmp, manifest, _card(len(rows), ambiguous, report["sources"]))
     return out
 
 

@@ -7,6 +7,7 @@ never moved: a version that exists is refused before anything is uploaded.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -15,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
@@ -23,11 +23,12 @@ from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, Repositor
 from pb_build import __version__
 from pb_build.errors import PbBuildError
 from pb_build.hub.client import check_repo_and_version, hub_errors, make_api, status_of
+from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.verify import verify_release
-from pb_build.writers.card import card_text, summaries_from_manifest
+from pb_build.writers.card import release_card
 
-META = ("README.md", provenance.MANIFEST, provenance.SUMS, "CHANGELOG.md")
+META = ("README.md", manifests.MANIFEST, provenance.SUMS, "CHANGELOG.md")
 ATTEMPTS = 3
 Echo = Callable[[str], None]
 
@@ -39,7 +40,7 @@ class RemoteState:
     head: str | None = None
     oids: dict[str, tuple[str, str]] = field(default_factory=dict)  # path -> ("lfs"|"git", oid)
     sizes: dict[str, int] = field(default_factory=dict)
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: manifests.Manifest | None = None
     sums: dict[str, str] = field(default_factory=dict)
     changelog: str = ""
     tags: set[str] = field(default_factory=set)
@@ -71,13 +72,16 @@ def _read_remote(api: HfApi, repo_id: str, revision: str, scratch: Path) -> Remo
         elif hasattr(item, "blob_id"):
             state.oids[item.path] = ("git", item.blob_id)
             state.sizes[item.path] = item.size
-    for name in (provenance.MANIFEST, provenance.SUMS, "CHANGELOG.md"):
+    for name in (manifests.MANIFEST, provenance.SUMS, "CHANGELOG.md"):
         if name not in state.oids:
             continue
         local = api.hf_hub_download(repo_id, name, repo_type="dataset", revision=revision, local_dir=scratch)
         text = Path(local).read_text(encoding="utf-8")
-        if name == provenance.MANIFEST:
-            state.manifest = json.loads(text)
+        if name == manifests.MANIFEST:
+            try:
+                state.manifest = manifests.parse(json.loads(text), f"{repo_id}@{revision}:{name}")
+            except ValueError as exc:
+                raise manifests.ManifestError(f"{repo_id}@{revision}:{name}: not JSON ({exc})") from None
         elif name == provenance.SUMS:
             state.sums = provenance.read_sums(Path(local).parent)
         else:
@@ -85,25 +89,24 @@ def _read_remote(api: HfApi, repo_id: str, revision: str, scratch: Path) -> Remo
     return state
 
 
-def _owner(path: str, entries: list[dict[str, Any]]) -> str | None:
+def _owner(path: str, entries: list[manifests.SourceEntry]) -> str | None:
     """The source whose files include ``path`` (its native config folder or its official files)."""
     for e in entries:
-        config_dirs = {p.split("/")[0] for p in e["files"]["native"]}
-        official = e["files"]["official"]
-        official_dir = f"test/{e['official_name']}/"
+        config_dirs = {p.split("/")[0] for p in e.files.native}
+        official = e.files.official
+        official_dir = f"test/{e.official_name}/"
         if path == official or path.startswith(official_dir) or path.split("/")[0] in config_dirs:
-            return e["source"]
+            return e.source
     return None
 
 
-def _changelog_entry(tag: str, manifest: dict[str, Any], remote: RemoteState, changed: list[str],
+def _changelog_entry(tag: str, manifest: manifests.Manifest, remote: RemoteState, changed: list[str],
                      removed: list[str]) -> str:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     lines = [f"## {tag} ({date})", "", f"- pb-build {__version__}"]
-    for e in manifest["sources"]:
-        lines.append(f"- `{e['source']}` ({e['official_name']}): {e['counts']['samples']} rows, builder "
-                     f"{e['builder_version']}, seed {e['seed']}, raw {e['raw']['kind']} "
-                     f"({len(e['raw']['files'])} files)")
+    for e in manifest.sources:
+        lines.append(f"- `{e.source}` ({e.official_name}): {e.counts.samples} rows, builder "
+                     f"{e.builder_version}, seed {e.seed}, raw {e.raw.kind} ({len(e.raw.files)} files)")
     data_changed = [p for p in changed if p not in META]
     lines.append(f"- changed or added files: {len(data_changed)}; removed: {len(removed)}")
     previous = sorted(remote.tags)
@@ -116,21 +119,20 @@ def _changelog_entry(tag: str, manifest: dict[str, Any], remote: RemoteState, ch
 
 def plan_push(release: Path, repo_id: str, tag: str, remote: RemoteState, staging: Path) -> PushPlan:
     """Merge the local release with the remote repo into ``staging`` and list the operations."""
-    local_manifest = provenance.read_manifest(release)
+    local_manifest = manifests.read(release)
     local_sums = provenance.read_sums(release)
-    local_sources = {e["source"] for e in local_manifest["sources"]}
-    kept = [e for e in remote.manifest.get("sources", []) if e["source"] not in local_sources]
-    replaced = [e for e in remote.manifest.get("sources", []) if e["source"] in local_sources]
+    local_sources = {e.source for e in local_manifest.sources}
+    remote_sources = remote.manifest.sources if remote.manifest else []
+    kept = [e for e in remote_sources if e.source not in local_sources]
+    replaced = [e for e in remote_sources if e.source in local_sources]
     files = {rel: release / rel for rel in local_sums if rel not in META}
     deletions = sorted(p for p in remote.oids if p not in files and p not in META
-                       and _owner(p, replaced + local_manifest["sources"]) in local_sources)
+                       and _owner(p, replaced + local_manifest.sources) in local_sources)
     sums = {p: h for p, h in remote.sums.items() if p not in META and p not in deletions and p not in files}
     sums.update({p: local_sums[p] for p in files})
 
-    manifest = dict(local_manifest)
-    manifest["sources"] = kept + local_manifest["sources"]
-    manifest["release"] = {**(local_manifest.get("release") or {"name": repo_id.split("/")[1]}),
-                           "version": tag[1:], "repo": repo_id}
+    manifest = dataclasses.replace(local_manifest, sources=kept + local_manifest.sources, release={
+        **(local_manifest.release or {"name": repo_id.split("/")[1]}), "version": tag[1:], "repo": repo_id})
     changed = [p for p in files if _differs(files[p], remote.oids.get(p))]
     entry = _changelog_entry(tag, manifest, remote, changed, deletions)
     old_log = remote.changelog.split("\n", 1)[1].lstrip("\n") if remote.changelog.startswith("# ") else remote.changelog
@@ -140,10 +142,9 @@ def plan_push(release: Path, repo_id: str, tag: str, remote: RemoteState, stagin
         return files[rel].stat().st_size if rel in files else remote.sizes.get(rel, 0)
 
     versions = [tag, *sorted(remote.tags, reverse=True)]
-    card = card_text(summaries_from_manifest(manifest, size), manifest["release"], repo_id=repo_id,
-                     versions=versions)
-    manifest_text = json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    for name, text in (("README.md", card), ("CHANGELOG.md", changelog), (provenance.MANIFEST, manifest_text)):
+    card = release_card(manifest, size, repo_id=repo_id, versions=versions)
+    manifest_text = manifests.dumps(manifest.to_dict())
+    for name, text in (("README.md", card), ("CHANGELOG.md", changelog), (manifests.MANIFEST, manifest_text)):
         (staging / name).write_text(text, encoding="utf-8", newline="\n")
         files[name] = staging / name
         sums[name] = provenance.sha256_file(staging / name)
@@ -215,7 +216,7 @@ def push(release: Path, repo_id: str, version: str, *, private: bool = False, dr
             verify_remote(api, repo_id, tag, plan.sums, scratch / "verify")
             echo(f"published {repo_id} {tag} (commit {commit.oid[:12]}): {len(plan.additions)} file(s) added or "
                  f"changed, {len(plan.deletions)} deleted, {len(plan.sums)} verified against SHA256SUMS")
-            configs = [e["source"] for e in json.loads((staging / provenance.MANIFEST).read_text())["sources"]]
+            configs = [e.source for e in manifests.read(staging).sources]
             for config in configs:
                 echo(f'load it with: load_dataset("{repo_id}", "{config}", revision="{tag}")')
             return plan

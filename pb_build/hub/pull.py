@@ -7,19 +7,16 @@ from pathlib import Path
 
 from pb_build.errors import PbBuildError
 from pb_build.hub.client import check_repo_and_version, hub_errors, make_api
+from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
-from pb_build.writers.release import check_target, replace_folder
+from pb_build.release_folder import new_folder
 
 
 def pull(repo_id: str, version: str, out: Path, *, token: str | None = None, overwrite: bool = False) -> Path:
     """Download ``vX.Y.Z`` of ``repo_id`` to ``out`` (atomically) and check it against its SHA256SUMS."""
     tag = check_repo_and_version(repo_id, version)
-    out = out.resolve()
-    check_target(out, overwrite)
-    tmp = out.parent / f".{out.name}.pb-build-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
     api = make_api(token, need_token=False)
-    try:
+    with new_folder(out, overwrite) as tmp:
         with hub_errors(repo_id):
             tags = {t.name for t in api.list_repo_refs(repo_id, repo_type="dataset").tags}
             if tag not in tags:
@@ -35,8 +32,5 @@ def pull(repo_id: str, version: str, out: Path, *, token: str | None = None, ove
             path = tmp / rel
             if not path.is_file() or provenance.sha256_file(path) != digest:
                 raise PbBuildError(f"{repo_id}@{tag}: downloaded {rel} does not match SHA256SUMS")
-        replace_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+        manifests.read(tmp)  # a manifest this pb-build cannot read is an error now, not at first use
+    return out.resolve()

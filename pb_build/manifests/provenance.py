@@ -1,15 +1,17 @@
-"""Provenance: file checksums, SHA256SUMS, and the manifest that makes a release reproducible."""
+"""Provenance: file checksums, SHA256SUMS, raw inventories and the code fingerprint of a source."""
 
 from __future__ import annotations
 
+import ast
 import hashlib
-import json
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from pb_build import __version__
+from pb_build.manifests.manifest import MANIFEST
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "SUMS"]
 SUMS = "SHA256SUMS"
 CHUNK = 1 << 20
 
@@ -59,19 +61,56 @@ def raw_inventory(root: Path, files: list[Path]) -> list[dict[str, Any]]:
     ]
 
 
-def builder_fingerprint(module: Any) -> str:
-    """sha256 of the builder's source file, so a code change is visible in the manifest."""
-    return sha256_file(Path(module.__file__))
+def source_modules(module_name: str, package: str = "pb_build") -> list[str]:
+    """``module_name`` and every module of ``package`` it imports, transitively (found by reading the sources).
+
+    Imported packages (``__init__``) are not followed: they are namespaces or registries, and following the
+    builders' registry would make every source depend on every other.
+    """
+    seen: set[str] = set()
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):  # ``from a import b`` where b is a name, not a submodule
+            continue
+        if spec is None or spec.origin is None or not spec.origin.endswith(".py"):
+            continue
+        if spec.submodule_search_locations is not None and name != module_name:
+            continue  # an imported package's __init__ is a namespace or a registry, not something output uses
+        seen.add(name)
+        todo += [m for m in _imports(Path(spec.origin), name, spec.submodule_search_locations is not None)
+                 if m == package or m.startswith(package + ".")]
+    return sorted(seen)
 
 
-def write_manifest(root: Path, manifest: dict[str, Any]) -> Path:
-    """Write ``manifest.json`` deterministically (sorted keys, no timestamps)."""
-    body = {"pb_build_version": __version__, **manifest}
-    dest = root / MANIFEST
-    dest.write_text(json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-    return dest
+def _imports(path: Path, name: str, is_package: bool) -> list[str]:
+    """The modules a Python file imports (``from a import b`` yields ``a`` and ``a.b``, which may be a module)."""
+    base = name if is_package else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            parent = base
+            for _ in range(node.level - 1):
+                parent = parent.rpartition(".")[0]
+            mod = node.module or ""
+            mod = f"{parent}.{mod}".strip(".") if node.level else mod
+            found.append(mod)
+            found += [f"{mod}.{a.name}" for a in node.names]
+    return found
 
 
-def read_manifest(root: Path) -> dict[str, Any]:
-    """Load ``manifest.json`` of a release."""
-    return json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+def builder_fingerprint(builder: Any) -> str:
+    """sha256 over every pb_build module a source's output depends on: its builder module, the raw reader and
+    the shared helpers it imports, transitively (a builder may be a module or an object defined in one)."""
+    name = builder.__name__ if isinstance(builder, ModuleType) else type(builder).__module__
+    h = hashlib.sha256()
+    for module in source_modules(name):
+        origin = importlib.util.find_spec(module).origin
+        h.update(f"{module} {sha256_file(Path(origin))}\n".encode())
+    return h.hexdigest()

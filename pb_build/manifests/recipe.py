@@ -16,8 +16,11 @@ line overrides it. Bundled recipes live next to this module in ``recipes/`` and 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
 import re
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,10 +57,12 @@ class Recipe:
     version: str
     sources: tuple[RecipeSource, ...]
     path: Path | None = None
+    description: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """The normalised recipe, as recorded in the manifest (raw locations of folders are not recorded)."""
-        return {
+        body: dict[str, Any] = {"description": self.description} if self.description else {}
+        return body | {
             "release": self.release,
             "version": self.version,
             "sources": {s.source: {"raw": s.raw if s.raw in RAW_KEYWORDS else "folder", "seed": s.seed,
@@ -97,6 +102,9 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
     if unknown:
         raise PbBuildError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     release, version, sources = data.get("release"), data.get("version"), data.get("sources")
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise PbBuildError(f"{path}: 'description' must be a string")
     if not isinstance(release, str) or not release:
         raise PbBuildError(f"{path}: 'release' must be a non-empty string")
     if not isinstance(version, str) or not VERSION_RE.match(version):
@@ -104,7 +112,7 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
     if not isinstance(sources, dict) or not sources:
         raise PbBuildError(f"{path}: 'sources' must map source names to their settings")
     parsed = tuple(_parse_source(name, spec, path) for name, spec in sources.items())
-    return Recipe(release, version, parsed, path)
+    return Recipe(release, version, parsed, path, description.strip())
 
 
 def _parse_source(name: Any, spec: Any, path: Path) -> RecipeSource:
@@ -157,26 +165,85 @@ def parse_raw_overrides(pairs: tuple[str, ...]) -> dict[str, Path]:
     return out
 
 
+def parse_table_overrides(pairs: tuple[str, ...]) -> dict[str, Path]:
+    """``NAME=PATH`` pairs from the command line (new locations of user tables)."""
+    out: dict[str, Path] = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise PbBuildError(f"--table {pair!r}: expected NAME=PATH, e.g. --table labels=~/vsod/labels.csv")
+        out[name] = Path(path).expanduser()
+    return out
+
+
 def source_jobs(sources: tuple[RecipeSource, ...], overrides: dict[str, Path], cache_dir: Path | None,
-                progress: bool) -> list[Any]:
-    """One release job per source, with its raw folder located (fetched into the cache when asked)."""
-    from pb_build.writers.release import SourceJob
+                progress: bool, *, out: Path | None = None, overwrite: bool = False) -> list[Any]:
+    """One release job per source, with its raw folder located (fetched into the cache when asked).
+
+    Every cheap precondition is checked before anything is downloaded: raw folders exist, sources that cannot be
+    fetched have one, user tables are present, and ``out`` may be written. All problems are reported together.
+    """
+    from pb_build.build import SourceJob, resolve_tables
+    from pb_build.release_folder import check_target
 
     unknown = sorted(set(overrides) - {s.source for s in sources})
     if unknown:
         raise PbBuildError(f"--raw given for source(s) not in the recipe: {', '.join(unknown)}")
-    jobs = []
+    jobs: list[Any] = []
+    to_fetch: list[int] = []
+    problems: list[str] = []
     for src in sources:
         builder, config = get_builder(src.source), src.config()
+        raw: Path | None = None
         if src.source in overrides:
-            jobs.append(SourceJob(builder, config, overrides[src.source]))
+            raw = overrides[src.source]
         elif src.raw == "sample":
-            sample = builder.sample_dir()
-            if sample is None:
-                raise PbBuildError(f"{src.source} has no bundled sample; pass --raw {src.source}=DIR")
-            jobs.append(SourceJob(builder, config, sample, sample=True))
+            raw = builder.sample_dir()
+            if raw is None:
+                problems.append(f"{src.source} has no bundled sample; pass --raw {src.source}=DIR")
         elif src.raw == "fetch":
-            jobs.append(SourceJob(builder, config, builder.fetch(config, cache_dir, progress), fetched=True))
+            if _cannot_fetch(builder):
+                try:
+                    raw = builder.fetch(config, cache_dir, progress)  # raises at once, with how to get the data
+                except PbBuildError as err:
+                    problems.append(f"{src.source}: {err} (--raw {src.source}=DIR)")
+            else:
+                to_fetch.append(len(jobs))
         else:
-            jobs.append(SourceJob(builder, config, Path(src.raw)))
+            raw = Path(src.raw)
+        if raw is not None and src.raw != "fetch" and not raw.is_dir():
+            problems.append(f"{raw}: raw folder of {src.source} does not exist")
+            raw = None
+        job = SourceJob(builder, config, raw if raw is not None else Path(), sample=src.raw == "sample"
+                        and src.source not in overrides, fetched=src.raw == "fetch" and src.source not in overrides)
+        if raw is not None:
+            try:
+                resolve_tables(job)
+            except PbBuildError as err:
+                problems.append(str(err))
+        jobs.append(job)
+    if out is not None:
+        try:
+            check_target(out.resolve(), overwrite)
+        except PbBuildError as err:
+            problems.append(str(err))
+    if problems:
+        raise PbBuildError("; ".join(problems) if len(problems) == 1 else
+                           f"{len(problems)} problems, nothing was downloaded or built: " + "; ".join(problems))
+    for i in to_fetch:
+        job = jobs[i]
+        job.raw = job.builder.fetch(job.config, cache_dir, progress)
     return jobs
+
+
+def _cannot_fetch(builder: Any) -> bool:
+    """Whether ``builder.fetch`` only raises (the source must be downloaded by hand): calling it is then free."""
+    flag = getattr(builder, "can_fetch", None)
+    if flag is not None:
+        return not flag
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(builder.fetch)))
+    except (OSError, TypeError):
+        return False
+    body = [n for n in tree.body[0].body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    return len(body) == 1 and isinstance(body[0], ast.Raise)

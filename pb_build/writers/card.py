@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.splits import SplitDict, SplitInfo
@@ -13,10 +12,24 @@ from huggingface_hub import DatasetCardData
 
 from pb_build import __version__
 from pb_build.builders.base import SourceInfo
-from pb_build.writers.native import FEATURES
+from pb_build.manifests.manifest import Manifest
+from pb_build.writers.native import FEATURES, FIELD_DOCS
 
 LICENCE = "cc-by-nc-4.0"
 PAPER = "ProactiveBench (arXiv 2603.19466)"
+
+# The keys every official record holds (the official loader's contract); other keys are specific to a source.
+OFFICIAL_FIELD_DOCS = {
+    "id": "Sample id (the native row's `id`).",
+    "image_template": "Path of the frames under `test/`, a format string filled with the frame index.",
+    "first_image": "Index of the frame an episode starts on.",
+    "num_images": "Number of frames the episode can show.",
+    "reference_image": "Index of the informative frame.",
+    "prompt": "The question.",
+    "options": "The proactive and abstain options the official environment shows.",
+    "categories": "The four answer categories, the answer among them.",
+    "answer": "The correct category.",
+}
 
 
 @dataclass(frozen=True)
@@ -30,21 +43,31 @@ class ConfigSummary:
     shard_paths: list[str]
     num_bytes: int
     synthetic_sample: bool
+    official_fields: tuple[str, ...] = ()
 
 
-def summaries_from_manifest(manifest: dict, size_of: Callable[[str], int]) -> list[ConfigSummary]:
-    """Card summaries for every source a manifest lists (``size_of`` gives a file's size in bytes)."""
+def summaries_from_manifest(manifest: Manifest, size_of: Callable[[str], int]) -> list[ConfigSummary]:
+    """Card summaries for every native config a manifest lists, filtered ones included (``size_of`` gives a
+    file's size in bytes)."""
     from pb_build.builders import get_builder
 
     out = []
-    for e in manifest["sources"]:
-        shards = e["files"]["native"]
-        out.append(ConfigSummary(
-            config=e["source"], info=get_builder(e["source"]).info, split=manifest.get("split", "test"),
-            rows=e["counts"]["samples"], shard_paths=shards, num_bytes=sum(size_of(p) for p in shards),
-            synthetic_sample=e["raw"]["kind"] == "sample",
-        ))
+    for e in manifest.sources:
+        info = get_builder(e.source).info
+        configs = [(e.source, e.files.native, e.counts.samples)]
+        if e.filter is not None:
+            configs.append((f"{e.source}_filtered", e.filter["files"]["native"], len(e.filter["kept_ids"])))
+        for config, shards, rows in configs:
+            out.append(ConfigSummary(config, info, manifest.split, rows, list(shards),
+                                     sum(size_of(p) for p in shards), e.synthetic_sample,
+                                     tuple(e.official_fields)))
     return out
+
+
+def release_card(manifest: Manifest, size_of: Callable[[str], int], repo_id: str | None = None,
+                 versions: list[str] | None = None) -> str:
+    """The card of a release described by ``manifest`` (``size_of`` gives a file's size in bytes)."""
+    return card_text(summaries_from_manifest(manifest, size_of), manifest.release, repo_id, versions)
 
 
 def card_text(configs: list[ConfigSummary], release: dict | None = None, repo_id: str | None = None,
@@ -69,34 +92,57 @@ def _body(configs: list[ConfigSummary], release: dict | None, repo_id: str | Non
     title = "# ProactiveBench, rebuilt by pb-build"
     if release:
         title += f": {release['name']} v{release['version']}"
-    pin = f', revision="{versions[0]}"' if versions else ""
-    lines = [
-        title,
-        "",
-        f"Built with pb-build {__version__} from the raw source datasets, following the construction of "
+    lines = [title, ""]
+    description = (release or {}).get("description") or ((release or {}).get("recipe") or {}).get("description")
+    if description:
+        lines += [description, ""]
+    synthetic = [c for c in configs if c.synthetic_sample]
+    origin = "pb-build's bundled synthetic sample" if len(synthetic) == len(configs) else "the raw source datasets"
+    lines += [
+        f"Built with pb-build {__version__} from {origin}, following the construction of "
         f"{PAPER}. Each sample is a finite state machine: frames, the options shown in each state, the "
         "correct choices and where each proactive option leads.",
         "",
     ]
-    if any(c.synthetic_sample for c in configs):
+    if synthetic:
+        names = ", ".join(f"`{c.config}`" for c in synthetic)
         lines += [
-            "> **Synthetic demo data.** At least one config was built from pb-build's bundled sample: drawings",
-            "> made by the pb-build project in the source's format, not real dataset content. Do not report",
-            "> results on it.",
+            f"> **Synthetic demo data.** {names} {'was' if len(synthetic) == 1 else 'were'} built from pb-build's "
+            "bundled sample: data made by the pb-build project in the source's file format, not real dataset "
+            "content. Do not report results on it.",
             "",
         ]
     lines += ["## Configs", "", "| config | official name | split | rows |", "|---|---|---|---|"]
     lines += [f"| `{c.config}` | `{c.info.official_name}` | {c.split} | {c.rows} |" for c in configs]
+    lines += ["", *[f"- `{c.config}`: {c.info.description}" for c in configs]]
+    lines += ["", "## Fields", "", "Every native config has these columns:", "", "| field | description |",
+              "|---|---|"]
+    lines += [f"| `{name}` | {FIELD_DOCS[name]} |" for name in FEATURES]
+    lines += ["", "The official layout (`test/<Name>_preprocessed.jsonl`, one JSON record per line, plus the frame "
+              "files the record's templates name) is what the official `proactivebench` package reads. Every "
+              "record holds:", "", "| key | description |", "|---|---|"]
+    lines += [f"| `{k}` | {doc} |" for k, doc in OFFICIAL_FIELD_DOCS.items()]
+    extra = {}
+    for c in configs:
+        own = [k for k in c.official_fields if k not in OFFICIAL_FIELD_DOCS]
+        if own:
+            extra.setdefault(c.info.official_name, own)
+    if extra:
+        lines += ["", "Keys specific to one source (the rules of that environment in the official package):", ""]
+        lines += [f"- `{name}`: {', '.join(f'`{k}`' for k in keys)}" for name, keys in extra.items()]
+    lines += ["", "## Loading", "", "```python"]
+    pin = f', revision="{versions[0]}"' if versions else ""
+    if repo_id:
+        where = f'"{repo_id}"'
+        lines += ["from datasets import load_dataset", ""]
+    else:
+        where = "str(Path.cwd())"  # the folder's own path: a card must not depend on where it was built
+        lines += ["from pathlib import Path", "", "from datasets import load_dataset", "",
+                  "# run in this folder (or pass its path instead of Path.cwd())"]
+    lines += [f'{c.config.replace("-", "_")} = load_dataset({where}, "{c.config}", split="{c.split}"{pin})'
+              for c in configs]
+    lines += ["```", ""]
     lines += [
-        "",
-        "## Loading",
-        "",
-        "```python",
-        "from datasets import load_dataset",
-        f'ds = load_dataset("{repo_id or "<this folder or NAMESPACE/NAME>"}", "{configs[0].config}", '
-        f'split="{configs[0].split}"{pin})',
-        "```",
-        "",
         "Pin a published version with `revision=\"vX.Y.Z\"` (a branch is not a pin). "
         "The official `proactivebench` package reads the "
         "`test/` folder unchanged: `get_environment(name)(entry, data_dir=\"test\")`. "
@@ -108,7 +154,12 @@ def _body(configs: list[ConfigSummary], release: dict | None, repo_id: str | Non
         "",
     ]
     for c in configs:
-        lines += [f"- **{c.info.title}** (`{c.config}`): {c.info.licence}. {c.info.attribution} {c.info.homepage}"]
+        if c.synthetic_sample:
+            lines.append(f"- `{c.config}`: synthetic sample data made by the pb-build project in the "
+                         f"{c.info.title} file format; it holds no {c.info.title} content.")
+        else:
+            lines.append(f"- **{c.info.title}** (`{c.config}`): {c.info.licence}. {c.info.attribution} "
+                         f"{c.info.homepage}")
     if versions:
         lines += ["", "## Versions", "", "Every version is a git tag on the exact release commit; tags are never "
                   "moved. Changes are listed in `CHANGELOG.md`.", ""]
@@ -117,12 +168,5 @@ def _body(configs: list[ConfigSummary], release: dict | None, repo_id: str | Non
                   "--out DIR` (or `huggingface_hub.snapshot_download(..., revision=\"vX.Y.Z\", local_dir=DIR)`), "
                   "then `load_dataset(DIR, config)`."]
     lines += ["", "## Citation", "", f"- {PAPER}."]
-    lines += [f"- {c.info.citation}" for c in configs]
+    lines += list(dict.fromkeys(f"- {c.info.citation}" for c in configs if not c.synthetic_sample))
     return "\n".join(lines) + "\n"
-
-
-def write_card(root: Path, configs: list[ConfigSummary], release: dict | None = None) -> Path:
-    """Write README.md."""
-    dest = root / "README.md"
-    dest.write_text(card_text(configs, release), encoding="utf-8", newline="\n")
-    return dest

@@ -48,6 +48,30 @@ FEATURES = Features(
 )
 SCHEMA = FEATURES.arrow_schema
 
+# What each column of a native config holds (the dataset card lists these; a test checks every column has one).
+FIELD_DOCS = {
+    "id": "Sample id, equal to the `id` of the official record.",
+    "key": "Stable sample key derived from the raw data (the same raw item always gets the same key).",
+    "source": "pb-build source name (the native config).",
+    "official_name": "Environment name in the official `proactivebench` package.",
+    "prompt": "The question asked about the frames.",
+    "options": "Every option text the episode can show: proactive actions, abstain options and others.",
+    "abstain_option": "Index in `options` of the abstain option (\"I do not know\"-style answer).",
+    "categories": "The answer categories shown as choices in multiple-choice mode.",
+    "answer": "The correct category.",
+    "frames": "The frames (images) of the episode; states refer to them by index.",
+    "states": "The finite state machine: per state its frame, the option indices shown, the valid (proactive) "
+              "ones, the state each shown option leads to, and whether answering is valid there.",
+    "initial_state": "Index of the state an episode starts in.",
+    "reference_frame": "Index of the informative frame (used by reference runs).",
+    "max_steps": "Most proactive steps a model may take before it must answer.",
+    "hint": "Hint text added to the prompt in hinted runs.",
+    "pre_prompt": "Text placed before the question (empty when none).",
+    "official_record": "The record as the official `test/<Name>_preprocessed.jsonl` holds it (JSON).",
+    "official_files": "Paths under `test/` of the files the official record names.",
+    "meta": "Source-specific provenance of the sample (JSON): raw file names, chosen parameters.",
+}
+
 
 def to_row(ep: Episode, sample_id: int) -> dict[str, Any]:
     """The native row of an episode."""
@@ -110,11 +134,12 @@ def from_row(row: dict[str, Any]) -> Episode:
     )
 
 
-class NativeWriter:
+class ParquetShards:
     """Streams rows into ``<dir>/<split>-XXXXX-of-NNNNN.parquet`` shards, rolling over at ``shard_bytes``."""
 
-    def __init__(self, folder: Path, split: str = "test", shard_bytes: int = DEFAULT_SHARD_BYTES):
-        self.folder, self.split, self.shard_bytes = folder, split, shard_bytes
+    def __init__(self, folder: Path, split: str = "test", shard_bytes: int = DEFAULT_SHARD_BYTES,
+                 schema: pa.Schema = SCHEMA):
+        self.folder, self.split, self.shard_bytes, self.schema = folder, split, shard_bytes, schema
         self.folder.mkdir(parents=True, exist_ok=True)
         self._shards: list[Path] = []
         self._writer: pq.ParquetWriter | None = None
@@ -123,11 +148,10 @@ class NativeWriter:
         self._shard_bytes = 0
         self.rows = 0
 
-    def write(self, ep: Episode, sample_id: int) -> None:
-        """Append one episode."""
-        row = to_row(ep, sample_id)
+    def write_row(self, row: dict[str, Any], size: int) -> None:
+        """Append one row of about ``size`` bytes (its embedded images)."""
         self._batch.append(row)
-        self._batch_bytes += sum(len(f) for f in ep.frames)
+        self._batch_bytes += size
         self.rows += 1
         if len(self._batch) >= ROW_GROUP or self._batch_bytes >= ROW_GROUP_BYTES:
             self._flush()
@@ -138,7 +162,7 @@ class NativeWriter:
         if self._writer is None or self._shard_bytes >= self.shard_bytes:
             self._roll()
         assert self._writer is not None
-        self._writer.write_table(pa.Table.from_pylist(self._batch, schema=SCHEMA), row_group_size=len(self._batch))
+        self._writer.write_table(pa.Table.from_pylist(self._batch, schema=self.schema), row_group_size=len(self._batch))
         self._shard_bytes += self._batch_bytes
         self._batch, self._batch_bytes = [], 0
 
@@ -147,7 +171,7 @@ class NativeWriter:
             self._writer.close()
         path = self.folder / f".{self.split}-{len(self._shards):05d}.parquet"
         self._shards.append(path)
-        self._writer = pq.ParquetWriter(path, SCHEMA, compression="snappy")
+        self._writer = pq.ParquetWriter(path, self.schema, compression="snappy")
         self._shard_bytes = 0
 
     def close(self) -> list[Path]:
@@ -164,6 +188,14 @@ class NativeWriter:
             tmp.rename(dest)
             final.append(dest)
         return final
+
+
+class NativeWriter(ParquetShards):
+    """The native config of a source: one row per episode (see :data:`FEATURES`)."""
+
+    def write(self, ep: Episode, sample_id: int) -> None:
+        """Append one episode."""
+        self.write_row(to_row(ep, sample_id), sum(len(f) for f in ep.frames))
 
 
 def read_rows(paths: list[Path]):

@@ -1,0 +1,236 @@
+"""The typed ``manifest.json`` of a release: read and written only here.
+
+A release manifest records the tool version, the recipe, and per source its parameters, seed, raw inputs, user
+tables (by file name and sha256, never a machine path), counts, keys and files, so the release can be rebuilt.
+``manifest_version`` grows when the layout changes; a manifest this version of pb-build cannot read (not JSON,
+missing keys, wrong types, a newer version) is one clear error naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pb_build import __version__
+from pb_build.errors import PbBuildError
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+DEFAULT_SPLIT = "test"
+
+
+class ManifestError(PbBuildError):
+    """A manifest that cannot be read."""
+
+
+@dataclass
+class RawInputs:
+    """How the raw folder was obtained ('sample', 'fetch' or 'folder') and every raw file (path, size, sha256)."""
+
+    kind: str
+    files: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    """A user-supplied table (e.g. VSOD labels): its file name and content hash."""
+
+    file: str
+    sha256: str
+
+
+@dataclass
+class Counts:
+    samples: int
+    frames: int
+    official_files: int
+    skipped: int
+
+
+@dataclass
+class Files:
+    """Where a source's data lies in the release: the official JSONL and the native parquet shards."""
+
+    official: str
+    native: list[str]
+
+
+@dataclass
+class SourceEntry:
+    """Everything recorded about one source of a release."""
+
+    source: str
+    official_name: str
+    builder_version: str
+    builder_sha256: str
+    parameters: dict[str, Any]
+    seed: int
+    raw: RawInputs
+    counts: Counts
+    files: Files
+    licence: str
+    notes: dict[str, Any] = field(default_factory=dict)
+    skipped: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    tables: dict[str, Table] = field(default_factory=dict)
+    official_fields: list[str] = field(default_factory=list)
+    filter: dict[str, Any] | None = None
+
+    @property
+    def synthetic_sample(self) -> bool:
+        """Whether the source was built from pb-build's bundled synthetic sample."""
+        return self.raw.kind == "sample"
+
+
+@dataclass
+class Manifest:
+    """A release's manifest."""
+
+    sources: list[SourceEntry]
+    release: dict[str, Any] | None = None
+    split: str = DEFAULT_SPLIT
+    writer: dict[str, Any] = field(default_factory=dict)
+    pb_build_version: str = __version__
+    manifest_version: int = MANIFEST_VERSION
+
+    def entry(self, source: str) -> SourceEntry:
+        """The entry of ``source`` (its registry name)."""
+        for e in self.sources:
+            if e.source == source:
+                return e
+        raise PbBuildError(f"{source} is not in this release (it has {', '.join(e.source for e in self.sources)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        for e in body["sources"]:
+            if e["filter"] is None:
+                del e["filter"]
+        return body
+
+
+@dataclass
+class TrainSplitManifest:
+    """The manifest of a ``train-split`` output folder."""
+
+    parameters: dict[str, Any]
+    report: dict[str, Any]
+    counts: dict[str, int]
+    rows: list[list[Any]]
+    pb_build_version: str = __version__
+    manifest_version: int = MANIFEST_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "train-split", "manifest_version": self.manifest_version,
+                "pb_build_version": self.pb_build_version, "parameters": self.parameters, **self.report,
+                "counts": self.counts, "rows": self.rows}
+
+
+def dumps(body: dict[str, Any]) -> str:
+    """The deterministic text of a manifest (sorted keys, no timestamps)."""
+    return json.dumps(body, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write(root: Path, manifest: Manifest | TrainSplitManifest) -> Path:
+    """Write ``root/manifest.json``."""
+    dest = root / MANIFEST
+    dest.write_text(dumps(manifest.to_dict()), encoding="utf-8", newline="\n")
+    return dest
+
+
+def read(root: Path) -> Manifest:
+    """The manifest of the release folder ``root``."""
+    return load(root / MANIFEST)
+
+
+def load(path: Path) -> Manifest:
+    """Read a release manifest file; any problem is a :class:`ManifestError` naming the file and the cause."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ManifestError(f"{path}: not a pb-build manifest (not JSON: {exc})") from None
+    return parse(data, str(path))
+
+
+def parse(data: Any, where: str) -> Manifest:
+    """Validate the JSON of a release manifest."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{where}: not a pb-build manifest (a JSON object is expected)")
+    version = data.get("manifest_version", MANIFEST_VERSION)  # written before the field existed: same layout
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ManifestError(f"{where}: manifest_version must be an integer, got {version!r}")
+    if version > MANIFEST_VERSION:
+        raise ManifestError(f"{where}: manifest_version {version} is newer than this pb-build {__version__} reads "
+                            f"({MANIFEST_VERSION}); upgrade pb-build")
+    if data.get("kind", "release") != "release":
+        raise ManifestError(f"{where}: a {data['kind']} manifest, not a release manifest")
+    sources = _get(data, "sources", list, where)
+    return Manifest(
+        sources=[_entry(e, f"{where}: sources[{i}]") for i, e in enumerate(sources)],
+        release=_get(data, "release", (dict, type(None)), where, None),
+        split=_get(data, "split", str, where, DEFAULT_SPLIT),
+        writer=_get(data, "writer", dict, where, {}),
+        pb_build_version=_get(data, "pb_build_version", str, where, ""),
+        manifest_version=version,
+    )
+
+
+_MISSING = object()
+
+
+def _get(data: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = _MISSING) -> Any:
+    if key not in data:
+        if default is _MISSING:
+            raise ManifestError(f"{where}: missing key {key!r}")
+        return default
+    value = data[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise ManifestError(f"{where}: {key!r} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _entry(e: Any, where: str) -> SourceEntry:
+    if not isinstance(e, dict):
+        raise ManifestError(f"{where}: must be an object")
+    raw = _get(e, "raw", dict, where)
+    counts = _get(e, "counts", dict, where)
+    files = _get(e, "files", dict, where)
+    tables = _get(e, "tables", dict, where, {})
+    return SourceEntry(
+        source=_get(e, "source", str, where),
+        official_name=_get(e, "official_name", str, where),
+        builder_version=_get(e, "builder_version", str, where),
+        builder_sha256=_get(e, "builder_sha256", str, where),
+        parameters=_get(e, "parameters", dict, where),
+        seed=_get(e, "seed", int, where),
+        raw=RawInputs(_get(raw, "kind", str, f"{where}.raw"), _get(raw, "files", list, f"{where}.raw")),
+        counts=Counts(*(_get(counts, k, int, f"{where}.counts") for k in ("samples", "frames", "official_files",
+                                                                          "skipped"))),
+        files=Files(_get(files, "official", str, f"{where}.files"), _get(files, "native", list, f"{where}.files")),
+        licence=_get(e, "licence", str, where),
+        notes=_get(e, "notes", dict, where, {}),
+        skipped=_get(e, "skipped", list, where, []),
+        keys=_get(e, "keys", list, where, []),
+        tables={name: Table(_get(t, "file", str, f"{where}.tables.{name}"),
+                            _get(t, "sha256", str, f"{where}.tables.{name}"))
+                for name, t in tables.items() if _is_object(t, f"{where}.tables.{name}")},
+        official_fields=_get(e, "official_fields", list, where, []),
+        filter=_get(e, "filter", (dict, type(None)), where, None),
+    )
+
+
+def _is_object(value: Any, where: str) -> bool:
+    if not isinstance(value, dict):
+        raise ManifestError(f"{where}: must be an object")
+    return True
+
+
+def read_dict(root: Path) -> dict[str, Any]:
+    """The validated manifest of ``root`` as plain JSON data (for tools and tests that index it)."""
+    return read(root).to_dict()
