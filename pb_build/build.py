@@ -176,6 +176,8 @@ def build_release(
     """
     out = out.resolve()
     resolved = [resolve_tables(job) for job in jobs]  # a missing table fails before any work
+    # The recipe copy names tables by file name too: the same build from another folder gives the same bytes.
+    release = _without_paths(release, {k: v for _, _, names in resolved for k, v in names.items()})
     with new_folder(out, overwrite) as tmp:
         reports, entries, digests = [], [], {}
         for job, (config, tables, names) in zip(jobs, resolved, strict=True):

@@ -64,8 +64,8 @@ def _report(reports: list, out: Path, elapsed: float) -> None:
         click.echo(f"built {r.source} ({r.official_name}): {r.samples} samples, {r.frames} frames, "
                    f"{r.files} official files in {r.seconds:.1f}s")
         if r.skipped:
-            reasons = ", ".join(f"{n} {cause}" for cause, n in r.excluded_by_reason().items())
-            click.echo(f"  excluded {len(r.skipped)} bad record(s) by reason: {reasons}")
+            reasons = "; ".join(f"{n} x {cause}" for cause, n in r.excluded_by_reason().items())
+            click.echo(f"skipped {len(r.skipped)} bad record(s); by reason: {reasons}")
             for s in r.skipped[:20]:
                 loc = f"{s['path']}:{s['line']}" if s["line"] is not None else s["path"]
                 click.echo(f"    {loc}: {s['cause']}")

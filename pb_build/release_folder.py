@@ -29,9 +29,9 @@ def check_target(out: Path, overwrite: bool) -> None:
     if not any(out.iterdir()):
         return
     if not (out / manifests.MANIFEST).is_file():
-        raise PbBuildError(f"{out}: output folder exists and was not written by pb-build; choose another --out")
+        raise PbBuildError(f"{out}: output folder exists and is not a pb-build release; choose another --out")
     if not overwrite:
-        raise PbBuildError(f"{out}: a pb-build folder already exists there; pass --overwrite to replace it")
+        raise PbBuildError(f"{out}: a release already exists there; pass --overwrite to replace it")
 
 
 @contextmanager

@@ -143,7 +143,9 @@ def test_train_split(release: Path, tmp_path: Path):
     copy = tmp_path / "copy"
     shutil.copytree(release, copy)
     result = _cli("train-split", release, "--source", "QD", "--out", tmp_path / "none", "--exclude", copy)
-    assert result.exit_code == 0 and f"excluded {len(episodes)} episode(s)" in result.output
+    # every episode is excluded: 0 rows is a failure with one clear line, and nothing is written
+    assert result.exit_code == 1 and "0 rows" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "none").exists() and not list(tmp_path.glob(".none*"))
 
 
 def test_choose_states_is_seeded(release: Path):

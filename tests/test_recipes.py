@@ -170,6 +170,7 @@ sources:
         rows = load_dataset(str(out), entry["source"], split="test")
         assert len(rows) == entry["counts"]["samples"] > 0
         assert (out / "test" / f"{entry['official_name']}_preprocessed.jsonl").is_file()
+    assert str(tmp_path) not in (out / "manifest.json").read_text(), "a machine path leaked into the manifest"
     code, output = run("rebuild", str(out / "manifest.json"), "--out", str(tmp_path / "again"), "--quiet",
-                       "--workers", "1", *overrides)
+                       "--workers", "1", *overrides, "--table", f"names={names}", "--table", f"labels={labels}")
     assert code == 0 and "SHA256SUMS identical" in output, output
