@@ -98,7 +98,7 @@ def resolve_tables(job: SourceJob) -> tuple[Any, dict[str, manifests.Table], dic
             if expected is not None:
                 raise PbBuildError(f"{job.builder.name}: {table} table {expected.file} not found (looked in the raw "
                                    f"folder and here); pass --table {table}=PATH with the file the manifest records")
-            raise PbBuildError(f"{path}: {table} table not found (--{fname.replace('_', '-')}; a relative path is "
+            raise PbBuildError(f"{path}: {table} file not found (--{fname.replace('_', '-')}; a relative path is "
                                "looked up in the raw folder, then in the current folder)")
         # A rebuild records the original file name even when the table now lives under another name.
         tables[table] = manifests.Table(expected.file if expected else path.name, provenance.sha256_file(path))

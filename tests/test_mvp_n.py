@@ -492,7 +492,7 @@ def test_missing_names_file_stops_with_one_clear_line(raw_tree, tmp_path: Path):
     assert "\n" not in message
     assert "documentation PDF" in message and "--names" in message and "class_id,name" in message
     assert not (tmp_path / "rel").exists()
-    with pytest.raises(PbBuildError, match=r"nope\.csv: names file does not exist"):
+    with pytest.raises(PbBuildError, match=r"nope\.csv: names file not found"):
         build(root, tmp_path / "rel", names=str(tmp_path / "nope.csv"))
 
 
