@@ -169,8 +169,9 @@ def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | Non
     from pb_build.pipeline import default_workers
 
     parsed = load_recipe(recipe)
-    jobs = source_jobs(parsed.sources, parse_raw_overrides(raw_pairs), cache_dir, progress=not quiet)
     started = time.perf_counter()
+    jobs = source_jobs(parsed.sources, parse_raw_overrides(raw_pairs), cache_dir, not quiet, out=out,
+                       overwrite=overwrite)
     reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
                             overwrite=overwrite, progress=not quiet,
                             release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()})

@@ -3,7 +3,6 @@ same bytes."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +69,7 @@ def rebuild(manifest_path: Path, out: Path, overrides: dict[str, Path], *, table
     original_sums = manifest_path.parent / provenance.SUMS
     original = provenance.read_sums(manifest_path.parent) if original_sums.is_file() else None
     jobs = source_jobs(sources_from_manifest(manifest, overrides, tables), overrides, cache_dir, progress,
-                       out=out, overwrite=overwrite)
-    jobs = [dataclasses.replace(job, expected_tables=entry.tables)
-            for job, entry in zip(jobs, manifest.sources, strict=True)]
+                       out=out, overwrite=overwrite, recorded_tables={e.source: e.tables for e in manifest.sources})
     notes = []
     for job, entry in zip(jobs, manifest.sources, strict=True):
         check_raw(entry, job.raw)

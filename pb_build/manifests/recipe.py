@@ -177,7 +177,8 @@ def parse_table_overrides(pairs: tuple[str, ...]) -> dict[str, Path]:
 
 
 def source_jobs(sources: tuple[RecipeSource, ...], overrides: dict[str, Path], cache_dir: Path | None,
-                progress: bool, *, out: Path | None = None, overwrite: bool = False) -> list[Any]:
+                progress: bool, *, out: Path | None = None, overwrite: bool = False,
+                recorded_tables: dict[str, dict[str, Any]] | None = None) -> list[Any]:
     """One release job per source, with its raw folder located (fetched into the cache when asked).
 
     Every cheap precondition is checked before anything is downloaded: raw folders exist, sources that cannot be
@@ -215,7 +216,8 @@ def source_jobs(sources: tuple[RecipeSource, ...], overrides: dict[str, Path], c
             problems.append(f"{raw}: raw folder of {src.source} does not exist")
             raw = None
         job = SourceJob(builder, config, raw if raw is not None else Path(), sample=src.raw == "sample"
-                        and src.source not in overrides, fetched=src.raw == "fetch" and src.source not in overrides)
+                        and src.source not in overrides, fetched=src.raw == "fetch" and src.source not in overrides,
+                        expected_tables=(recorded_tables or {}).get(src.source, {}))
         if raw is not None:
             try:
                 resolve_tables(job)
@@ -245,5 +247,8 @@ def _cannot_fetch(builder: Any) -> bool:
         tree = ast.parse(textwrap.dedent(inspect.getsource(builder.fetch)))
     except (OSError, TypeError):
         return False
-    body = [n for n in tree.body[0].body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    func = tree.body[0] if tree.body else None
+    if not isinstance(func, ast.FunctionDef):
+        return False
+    body = [n for n in func.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
     return len(body) == 1 and isinstance(body[0], ast.Raise)
