@@ -154,26 +154,25 @@ def _parse_source(name: Any, spec: Any, path: Path) -> RecipeSource:
     return source
 
 
+def _pairs(pairs: tuple[str, ...], option: str, form: str, example: str) -> list[tuple[str, Path]]:
+    """``NAME=PATH`` pairs of a repeatable option (``form`` and ``example`` are shown in the error)."""
+    out = []
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise PbBuildError(f"{option} {pair!r}: expected {form}, e.g. {option} {example}")
+        out.append((name, Path(path).expanduser()))
+    return out
+
+
 def parse_raw_overrides(pairs: tuple[str, ...]) -> dict[str, Path]:
     """``SOURCE=DIR`` pairs from the command line."""
-    out: dict[str, Path] = {}
-    for pair in pairs:
-        source, sep, folder = pair.partition("=")
-        if not sep or not source or not folder:
-            raise PbBuildError(f"--raw {pair!r}: expected SOURCE=DIR, e.g. --raw quickdraw=~/data/quickdraw")
-        out[get_builder(source).name] = Path(folder).expanduser()
-    return out
+    return {get_builder(name).name: path for name, path in _pairs(pairs, "--raw", "SOURCE=DIR", "quickdraw=~/data/quickdraw")}
 
 
 def parse_table_overrides(pairs: tuple[str, ...]) -> dict[str, Path]:
     """``NAME=PATH`` pairs from the command line (new locations of user tables)."""
-    out: dict[str, Path] = {}
-    for pair in pairs:
-        name, sep, path = pair.partition("=")
-        if not sep or not name or not path:
-            raise PbBuildError(f"--table {pair!r}: expected NAME=PATH, e.g. --table labels=~/vsod/labels.csv")
-        out[name] = Path(path).expanduser()
-    return out
+    return dict(_pairs(pairs, "--table", "NAME=PATH", "labels=~/vsod/labels.csv"))
 
 
 def source_jobs(sources: tuple[RecipeSource, ...], overrides: dict[str, Path], cache_dir: Path | None,
