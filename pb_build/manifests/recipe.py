@@ -167,7 +167,8 @@ def _pairs(pairs: tuple[str, ...], option: str, form: str, example: str) -> list
 
 def parse_raw_overrides(pairs: tuple[str, ...]) -> dict[str, Path]:
     """``SOURCE=DIR`` pairs from the command line."""
-    return {get_builder(name).name: path for name, path in _pairs(pairs, "--raw", "SOURCE=DIR", "quickdraw=~/data/quickdraw")}
+    given = _pairs(pairs, "--raw", "SOURCE=DIR", "quickdraw=~/data/quickdraw")
+    return {get_builder(name).name: path for name, path in given}
 
 
 def parse_table_overrides(pairs: tuple[str, ...]) -> dict[str, Path]:
