@@ -1,1 +1,1 @@
-"""Release recipes and the code that records provenance (manifest.json, SHA256SUMS)."""
+"""Release recipes, the typed manifest (manifest.json), provenance (SHA256SUMS, fingerprints) and rebuilds."""

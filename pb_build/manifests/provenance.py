@@ -9,9 +9,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pb_build.manifests.manifest import MANIFEST
-
-__all__ = ["MANIFEST", "SUMS"]
 SUMS = "SHA256SUMS"
 CHUNK = 1 << 20
 
