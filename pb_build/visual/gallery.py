@@ -11,18 +11,15 @@ The site is built in a temporary folder beside ``out`` and renamed into place at
 from __future__ import annotations
 
 import html
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
-from pb_build.errors import PbBuildError
 from pb_build.eval.data import Item
 from pb_build.manifests import provenance
 from pb_build.visual import episodes, plots, stats
+from pb_build.visual.outdir import folder_bytes, fresh_folder
 from pb_build.visual.thumbs import THUMB_FORMAT, thumbnail
 
 CSS = """
@@ -73,19 +70,9 @@ def write_gallery(release: Path, out: Path, options: GalleryOptions | None = Non
     """Write the gallery of ``release`` to ``out``; returns counts (sources, episodes shown, thumbnails, bytes)."""
     options = options or GalleryOptions()
     refs = episodes.pick_sources(release, list(options.sources))
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise PbBuildError(f"{out}: exists and is not empty; pass --overwrite or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with fresh_folder(out, overwrite) as tmp:
         counts = _build(release, refs, tmp, options, progress)
-        if out.exists():
-            shutil.rmtree(out) if out.is_dir() else out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    counts["bytes"] = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    counts["bytes"] = folder_bytes(out)
     return counts
 
 

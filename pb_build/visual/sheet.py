@@ -120,7 +120,7 @@ def render(items: list[Item], title: str, layout: Layout | None = None, progress
     height = head + sum(_row_height(len(r[4]), layout) for r in rows)
     sheet = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(sheet)
-    small, body, bold = font(layout.size - 2), font(layout.size), font(layout.size + 3, bold=True)
+    body, bold = font(layout.size), font(layout.size + 3, bold=True)
     draw.text((layout.pad, layout.pad), title, fill=INK, font=bold)
     legend = [("initial state", BLUE), ("answerable on the reference frame", GREEN), ("oracle path", ORANGE)]
     x = layout.pad
