@@ -57,7 +57,9 @@ def load(release: Path, source: str, ids: list[int] | None = None, limit: int | 
         by_id = {item.sample_id: item for item in dataset.items}
         missing = [i for i in ids if i not in by_id]
         if missing:
-            raise PbBuildError(f"{release}: {dataset.source} has no sample id {missing[0]}")
+            why = (" (rows with strong_occlusions=false are left out, as by the official loader)"
+                   if dataset.dropped.get("strong_occlusions_false") else "")
+            raise PbBuildError(f"{release}: {dataset.source} has no sample id {missing[0]} to show{why}")
         dataset.items = [by_id[i] for i in ids]
         return dataset
     return data.load(release, source, limit=limit)

@@ -175,9 +175,9 @@ def save_png(img: Image.Image, out: Path, palette: bool = False) -> Path:
 
 
 def write_preview(release: Path, source: str, out: Path, *, ids: list[int] | None = None, n: int = 6,
-                  layout: Layout | None = None, progress: bool = False) -> tuple[Path, int]:
+                  layout: Layout | None = None, progress: bool = False) -> tuple[Path, list[int]]:
     """Render the contact sheet of ``source`` (the episodes ``ids``, or the first ``n``) to ``out``; returns the
-    path and the number of episodes shown."""
+    path and the sample ids shown, in row order."""
     dataset = episodes.load(release, source, ids=ids, limit=None if ids else n)
     if not dataset.items:
         raise PbBuildError(f"{release}: no {dataset.source} episodes to preview")
@@ -185,4 +185,4 @@ def write_preview(release: Path, source: str, out: Path, *, ids: list[int] | Non
     if dataset.dropped.get("strong_occlusions_false"):
         title += (f"; {dataset.dropped['strong_occlusions_false']} row(s) with strong_occlusions=false left out, "
                   "as the official loader drops them")
-    return save_png(render(dataset.items, title, layout, progress), out), len(dataset.items)
+    return save_png(render(dataset.items, title, layout, progress), out), [i.sample_id for i in dataset.items]
