@@ -131,6 +131,9 @@ def _write_source(folder: Path, s: stats.SourceStats, shown: list[Item], facts: 
         notes.append(f"{s.load_failures} row(s) could not be loaded.")
     if s.unsolved:
         notes.append(f"The oracle cannot answer {len(s.unsolved)} episode(s): ids {s.unsolved[:20]}.")
+    if s.no_step:
+        notes.append(f"{len(s.no_step)} episode(s) are answerable in their initial state (no proactive step "
+                     f"needed): ids {s.no_step[:20]}.")
     table = (f"<table><tr>{''.join(f'<th>{_e(h)}</th>' for h in stats.HEADER)}</tr><tr>"
              + "".join(f"<td>{_e(c)}</td>" for c in stats.row(s)) + "</tr></table>")
     body = (f'<p><a href="../index.html">all sources</a></p><h1>{_e(name)} ({_e(s.source.official_name)}, '
@@ -200,6 +203,10 @@ def _episode(folder: Path, item: Item, fx: episodes.Facts, options: GalleryOptio
         f"<td>{_e(', '.join(f'{letters[v]}→s{t}' for v, t in zip(st.valid, st.targets, strict=True)) or '–')}</td>"
         f"<td>{'yes' if st.answer_valid else 'no'}</td></tr>" for s, st in enumerate(ep.states))
     steps = f"{fx.steps} step(s) to the reference" if fx.solved else "unsolved"
+    if fx.solved and not fx.steps:
+        steps = '<span class="noanswer">answerable in the initial state (0 steps)</span>'
+    else:
+        steps = _e(steps)
     card = (f'<section class="episode" id="ep-{sid}"><h3>#{sid} {_e(ep.key)}</h3>'
             f'<p class="note">{len(ep.frames)} frames · {len(ep.states)} states · initial s{ep.initial_state} · '
             f"reference frame f{ep.reference_frame} · {steps} · max {ep.max_steps} turns</p>"

@@ -58,7 +58,7 @@ def _tiles(item: Item, fx: episodes.Facts, layout: Layout) -> tuple[list[_Tile],
     for s in shown:
         st = ep.states[s]
         colour = BLUE if s == ep.initial_state else GREEN if s == goal else ORANGE if s in on_path else "#d0d0d0"
-        tag = "initial" if s == ep.initial_state else "answerable" if s == goal else ""
+        tag = ", ".join(t for t, on in (("initial", s == ep.initial_state), ("answerable", s == goal)) if on)
         if not st.answer_valid:
             tag = (tag + ", " if tag else "") + "no answer"
         tiles.append(_Tile(st.frame, f"s{s} · f{st.frame}", tag, colour))
@@ -91,6 +91,8 @@ def _text_lines(item: Item, fx: episodes.Facts, layout: Layout) -> list[tuple[st
     where = f"state {', '.join(f's{s}' for s in fx.reference_states)}" if fx.reference_states else "reference mode"
     add(f"Reference: frame f{ep.reference_frame} ({where}); initial state s{ep.initial_state}; "
         f"max {ep.max_steps} turns")
+    if fx.solved and not fx.steps:
+        add("Answerable in the initial state: no proactive step is needed.", RED, strong=True)
     if fx.solved:
         route = " → ".join(f"s{s}" for s in fx.path)
         add(f"Path: {route}: {fx.steps} step(s)" + (f": {episodes.compress_moves(fx.moves)}" if fx.moves else ""),

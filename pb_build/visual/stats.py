@@ -28,6 +28,7 @@ class SourceStats:
     max_steps: list[int] = field(default_factory=list)
     answers: Counter = field(default_factory=Counter)
     unsolved: list[int] = field(default_factory=list)  # sample ids the oracle cannot answer
+    no_step: list[int] = field(default_factory=list)  # sample ids already answerable in their initial state
     load_failures: int = 0
     dropped: dict[str, int] = field(default_factory=dict)
 
@@ -44,6 +45,8 @@ class SourceStats:
         self.answers[ep.answer] += 1
         if not fx.solved:
             self.unsolved.append(sample_id)
+        elif not fx.steps:
+            self.no_step.append(sample_id)
 
 
 def collect(ref: episodes.SourceRef, dataset: Dataset, progress: bool = False) -> tuple[SourceStats, dict]:
