@@ -287,6 +287,39 @@ def test_report_refuses_mixed_data_and_duplicate_cells(runs: dict[str, Path], qd
     assert not (tmp_path / "r").exists()
 
 
+def _judged_oeg_run(mcqa_run: Path, out: Path, bits: list[tuple[int, int]]) -> Path:
+    """An OEG run folder as ``pb-build judge`` leaves it, on the same data as ``mcqa_run``: one judgement per
+    (proactive suggestion, category prediction) pair."""
+    from pb_build.eval import metrics
+
+    out.mkdir()
+    run = json.loads((mcqa_run / "run.json").read_text())
+    run.update(mode="oeg", model="tiny/judged", policy=None, judge={"model": "judge"})
+    (out / "run.json").write_text(json.dumps(run))
+    judgements = [{"id": i, "source": "quickdraw", "official_name": "QuickDraw", "status": "ok", "parsed": True,
+                   "proactive_suggestion": ps, "category_prediction": cc, "aggregate": int(ps or cc)}
+                  for i, (ps, cc) in enumerate(bits)]
+    (out / "judgements.jsonl").write_text("".join(json.dumps(j) + "\n" for j in judgements))
+    (out / "summary.json").write_text(json.dumps(metrics.oeg_summary(judgements)))
+    return out
+
+
+def test_report_gives_judged_oeg_runs_their_own_table(runs: dict[str, Path], tmp_path: Path) -> None:
+    oeg = _judged_oeg_run(runs["quickdraw-oracle"], tmp_path / "oeg", [(1, 0), (0, 1), (0, 0), (1, 1)])
+    out = tmp_path / "report"
+    code, output = run("report", runs["quickdraw-oracle"], oeg, "--out", out, "--quiet")
+    assert code == 0, output
+    md = (out / "report.md").read_text()
+    assert "## Setting: OEG, zero-shot, unfiltered" in md
+    assert "| tiny/judged | 50.0 / 50.0 / 75.0 | 50.0 / 50.0 / 75.0 |" in md
+    with open(out / "results.csv", encoding="utf-8") as handle:
+        row = next(r for r in csv.DictReader(handle) if r["model"] == "tiny/judged")
+    assert (row["cc"], row["ps"], row["agg"], row["acc"]) == ("50.00", "50.00", "75.00", "")
+    (oeg / "summary.json").unlink()
+    code, output = run("report", oeg, "--out", tmp_path / "again", "--quiet")
+    assert_one_line_error(code, output, "judge it first")
+
+
 @pytest.mark.parametrize(("turn", "kind"), [
     ({"category_verdict": "correct", "action_verdict": "mismatch", "choice": "C. Cat."}, "predict"),
     ({"category_verdict": "wrong", "action_verdict": "mismatch", "choice": "D. Dog."}, "predict"),

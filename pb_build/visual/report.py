@@ -7,7 +7,8 @@ data (another release) are refused (``runs.check``). Per setting:
 * the main table (paper Table 1): one row per model, one ``acc / psr`` column per source and their average;
 * accuracy on ProactiveBench next to the reference setting (Fig. 3, Table 6), from ``--reference`` runs;
 * per model, the share of turns that were proactive suggestions, abstentions, predictions or unparsed, and the
-  turns used per episode.
+  turns used per episode;
+* for judged open-ended (OEG) runs, a setting of their own with ``cc / ps / agg`` per source (paper Table 2).
 
 ``report.md`` holds the tables, ``results.csv`` one row per (setting, model, source), and PNG plots.
 """
@@ -35,9 +36,9 @@ PAPER_MEAN_ACC = {
     "Table 7 (with hints, filtered)": dict(zip(TABLE_ORDER, (18.5, 20.7, 21.9, 34.9, 25.0, 27.5, 32.2), strict=True)),
     "Table 6 (reference)": dict(zip(TABLE_ORDER, (98.3, 70.4, 56.3, 88.0, 71.7, 80.8, 93.0), strict=True)),
 }
-CSV_FIELDS = ("setting", "model", "source", "n", "acc", "psr", "reference_acc", "reference_n", "failed",
-              "ended_at_max_turns", "turns", "mean_turns", *ACTIONS, "valid_proactive", "run", "reference_run",
-              "data_sha256")
+CSV_FIELDS = ("setting", "model", "source", "n", "acc", "psr", "cc", "ps", "agg", "reference_acc", "reference_n",
+              "failed", "ended_at_max_turns", "turns", "mean_turns", *ACTIONS, "valid_proactive", "run",
+              "reference_run", "data_sha256")
 
 
 @dataclass
@@ -109,6 +110,18 @@ def main_table(s: Setting) -> list[str]:
     return lines
 
 
+def oeg_table(s: Setting) -> list[str]:
+    """Paper Table 2: ``cc / ps / agg`` (%) per source and their average."""
+    rows = []
+    for m in s.models:
+        have = [r for src in s.sources if (r := s.main.get((m, src)))]
+        cells = [f"{r.oeg['cc']:.1f} / {r.oeg['ps']:.1f} / {r.oeg['agg']:.1f}" if (r := s.main.get((m, src)))
+                 else "–" for src in s.sources]
+        avg = " / ".join(f"{_avg([r.oeg[k] for r in have]):.1f}" for k in ("cc", "ps", "agg"))
+        rows.append([m, *cells, avg + ("" if len(have) == len(s.sources) else "*")])
+    return _table(["model", *s.sources, "avg"], rows)
+
+
 def reference_table(s: Setting) -> list[str]:
     """ProactiveBench accuracy next to the reference accuracy (Fig. 3): ``acc (reference acc)``."""
     rows = []
@@ -171,7 +184,9 @@ def csv_rows(s: Setting) -> list[dict[str, object]]:
                                       "reference_acc": f"{q.acc:.2f}" if q else "",
                                       "reference_n": q.n if q else "", "reference_run": str(q.folder) if q else "",
                                       "data_sha256": (r or q).data_sha256}
-            if r:
+            if r and r.mode == "oeg":
+                row.update(n=r.n, failed=r.failed, run=str(r.folder), **{k: f"{v:.2f}" for k, v in r.oeg.items()})
+            elif r:
                 row.update(n=r.n, acc=f"{r.acc:.2f}", psr=f"{r.psr:.4f}", failed=r.failed,
                            ended_at_max_turns=r.max_steps, turns=sum(r.turns),
                            mean_turns=f"{sum(r.turns) / max(len(r.turns), 1):.3f}",
@@ -249,6 +264,11 @@ def write_report(run_folders: list[Path], out: Path, overwrite: bool = False, pr
         md += _data_section(runs)
         rows: list[dict[str, object]] = []
         for s in tqdm(settings, desc="report", unit="setting", disable=not progress):
+            if s.name.startswith("OEG"):
+                md += [f"## Setting: {s.name}", "", "### Open-ended generation (judged): cc / ps / agg (%)", "",
+                       *oeg_table(s), ""]
+                rows += csv_rows(s)
+                continue
             acts = model_actions(s)
             md += [f"## Setting: {s.name}", "", "### ProactiveBench (MCQA): acc (%) / psr", "", *main_table(s), ""]
             figures = {}

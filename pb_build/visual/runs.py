@@ -4,7 +4,7 @@ A run is identified by its model (``model`` of a model run, ``policy:<name>`` of
 column (the paper's alias), whether it is a reference run, and its setting: hints on or off and which kept-id
 list it used (unfiltered, or a filter file). The data it ran on is the sha256 of the source's official JSONL.
 Each turn of a trajectory is one action: ``predict`` (a category), ``proactive`` (a proactive option, valid or
-not), ``abstain`` (the abstain option) or ``unparsed``.
+not), ``abstain`` (the abstain option) or ``unparsed``. A judged OEG run carries cc, ps and agg instead.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class Run:
     psr: float
     failed: int
     max_steps: int
+    mode: str = "mcqa"
+    oeg: dict[str, float] = field(default_factory=dict)  # cc, ps, agg of a judged OEG run
     actions: Counter = field(default_factory=Counter)
     valid_proactive: int = 0
     turns: tuple[int, ...] = ()
@@ -49,7 +51,8 @@ class Run:
     def setting(self) -> str:
         """Hints and kept ids: runs of different settings are reported in separate tables."""
         kept = "unfiltered" if self.kept_ids == "all" else f"kept ids {Path(self.kept_ids).name}"
-        return f"{'with hints' if self.hint else 'zero-shot'}, {kept}"
+        mode = "OEG, " if self.mode == "oeg" else ""
+        return f"{mode}{'with hints' if self.hint else 'zero-shot'}, {kept}"
 
 
 def model_name(run: dict[str, Any]) -> str:
@@ -73,7 +76,7 @@ def classify(turn: dict[str, Any]) -> str:
 
 
 def read_run(folder: Path) -> Run:
-    """Read a run folder; one clear error when it is not an MCQA run with a summary."""
+    """Read a run folder; one clear error when it is not a finished MCQA run or a judged OEG run."""
     path = folder / RUN_FILE
     if not path.is_file():
         raise PbBuildError(f"{folder}: not a run folder (no {RUN_FILE})")
@@ -81,16 +84,25 @@ def read_run(folder: Path) -> Run:
         run = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise PbBuildError(f"{path}: not JSON ({exc})") from exc
-    if run.get("mode") != "mcqa":
-        raise PbBuildError(f"{folder}: a {run.get('mode')} run; the report covers MCQA runs (acc, psr, actions)")
+    mode = run.get("mode")
+    if mode not in ("mcqa", "oeg"):
+        raise PbBuildError(f"{folder}: unknown run mode {mode!r}")
     if not (folder / SUMMARY).is_file():
-        raise PbBuildError(f"{folder}: no {SUMMARY}; the run did not finish")
+        raise PbBuildError(f"{folder}: no {SUMMARY}; " + ("judge it first (pb-build judge)" if mode == "oeg"
+                                                          else "the run did not finish"))
     summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
     data = run.get("data", {})
     column = alias(data.get("official_name", "")) or data.get("source", "?")
     if column not in summary.get("sources", {}):
         raise PbBuildError(f"{folder}: {SUMMARY} has no {column} row")
     row = summary["sources"][column]
+    common = dict(folder=folder, model=model_name(run), source=column, reference=bool(run.get("reference")),
+                  hint=bool(run.get("hint")), kept_ids=str(data.get("kept_ids", "all")),
+                  data_sha256=str(data.get("official_jsonl_sha256", "")), data_folder=str(data.get("folder", "")),
+                  version=str(run.get("pb_build_version", "?")), n=int(row["n"]), failed=int(row.get("failed", 0)))
+    if mode == "oeg":
+        return Run(**common, acc=0.0, psr=0.0, max_steps=0, mode="oeg",
+                   oeg={k: float(row[k]) for k in ("cc", "ps", "agg")})
     actions: Counter = Counter()
     valid = 0
     turns = []
@@ -100,11 +112,7 @@ def read_run(folder: Path) -> Run:
             kind = classify(turn)
             actions[kind] += 1
             valid += kind == "proactive" and turn.get("action_verdict") == "correct"
-    return Run(folder=folder, model=model_name(run), source=column, reference=bool(run.get("reference")),
-               hint=bool(run.get("hint")), kept_ids=str(data.get("kept_ids", "all")),
-               data_sha256=str(data.get("official_jsonl_sha256", "")), data_folder=str(data.get("folder", "")),
-               version=str(run.get("pb_build_version", "?")), n=int(row["n"]), acc=float(row["acc"]),
-               psr=float(row["psr"]), failed=int(row.get("failed", 0)), max_steps=int(row.get("max_steps", 0)),
+    return Run(**common, acc=float(row["acc"]), psr=float(row["psr"]), max_steps=int(row.get("max_steps", 0)),
                actions=actions, valid_proactive=valid, turns=tuple(turns))
 
 
