@@ -252,6 +252,7 @@ def test_report_tables_csv_and_plots(runs: dict[str, Path], tmp_path: Path) -> N
     assert "| policy:oracle | 100.0 / " in md
     assert "| policy:first | 0.0 / 0.00 | 100.0 / 0.00 | 50.0 / 0.00 |" in md  # ROD's first frame is occluded
     assert "acc (reference acc)" in md
+    assert "The sources come from 2 different release folders" in md
     with open(out / "results.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     zero = [r for r in rows if r["setting"] == "zero-shot, unfiltered"]

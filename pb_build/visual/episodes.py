@@ -53,8 +53,12 @@ def pick_sources(release: Path, wanted: list[str] | None) -> list[SourceRef]:
 def load(release: Path, source: str, ids: list[int] | None = None, limit: int | None = None) -> data.Dataset:
     """The episodes of ``source`` (all, the first ``limit``, or those with the sample ids ``ids``)."""
     if ids:
-        dataset = data.load(release, source)
+        # Release ids count up from 0 in file order, so reading up to the largest one is enough; read all otherwise.
+        dataset = data.load(release, source, limit=max(ids) + 1)
         by_id = {item.sample_id: item for item in dataset.items}
+        if any(i not in by_id for i in ids):
+            dataset = data.load(release, source)
+            by_id = {item.sample_id: item for item in dataset.items}
         missing = [i for i in ids if i not in by_id]
         if missing:
             why = (" (rows with strong_occlusions=false are left out, as by the official loader)"

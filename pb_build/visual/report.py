@@ -300,4 +300,9 @@ def _data_section(runs: list[Run]) -> list[str]:
         by_source.setdefault(r.source, r)
     rows = [[src, f"`{r.data_sha256[:16]}`", r.data_folder,
              ", ".join(sorted({x.version for x in runs if x.source == src}))] for src, r in by_source.items()]
-    return ["## Data", "", *_table(["source", "official JSONL sha256", "release folder", "pb-build"], rows), ""]
+    lines = ["## Data", "", *_table(["source", "official JSONL sha256", "release folder", "pb-build"], rows), ""]
+    folders = {r.data_folder for r in by_source.values()}
+    if len(folders) > 1:
+        lines += [f"The sources come from {len(folders)} different release folders (above); every run of one "
+                  "source used the same data.", ""]
+    return lines
