@@ -242,3 +242,8 @@ def pull(repo_id: str, version: str, out: Path, overwrite: bool, token: str | No
 
     folder = run_pull(repo_id, version, out, token=token, overwrite=overwrite)
     click.echo(f"pulled {repo_id} v{version} to {folder}; verified against SHA256SUMS")
+
+
+from pb_build.visual.cli import attach as attach_visual  # noqa: E402  (kept at the end: one hunk in a shared file)
+
+attach_visual(main)
