@@ -19,13 +19,13 @@ from PIL import Image
 from test_cli import assert_one_line_error
 from test_eval_support import source_job
 
+from pb_build.build import build_release
 from pb_build.cli import main
 from pb_build.episode import Episode, linear_states
 from pb_build.visual import episodes
 from pb_build.visual.card_assets import write_card_assets
 from pb_build.visual.runs import classify
 from pb_build.visual.sheet import Layout
-from pb_build.writers.release import build_release
 
 pytest.importorskip("matplotlib", reason="the visual extra is not installed (pip install -e '.[test]')")
 

@@ -14,7 +14,7 @@ from pb_build.episode import Episode
 from pb_build.errors import PbBuildError
 from pb_build.eval import data
 from pb_build.eval.sources import alias, resolve
-from pb_build.manifests import provenance
+from pb_build.manifests import manifest as manifests
 from pb_build.replay import oracle, play
 from pb_build.strings import is_abstain
 
@@ -31,11 +31,10 @@ class SourceRef:
 
 def release_sources(release: Path) -> list[SourceRef]:
     """The sources a release holds, in manifest order."""
-    if not (release / provenance.MANIFEST).is_file():
-        raise PbBuildError(f"{release}: not a pb-build release (no {provenance.MANIFEST})")
-    entries = provenance.read_manifest(release).get("sources", [])
-    return [SourceRef(e["source"], e["official_name"], alias(e["official_name"]), int(e["counts"]["samples"]))
-            for e in entries]
+    if not (release / manifests.MANIFEST).is_file():
+        raise PbBuildError(f"{release}: not a pb-build release (no {manifests.MANIFEST})")
+    return [SourceRef(e.source, e.official_name, alias(e.official_name), e.counts.samples)
+            for e in manifests.read(release).sources]
 
 
 def pick_sources(release: Path, wanted: list[str] | None) -> list[SourceRef]:

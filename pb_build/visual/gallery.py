@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pb_build.eval.data import Item
-from pb_build.manifests import provenance
+from pb_build.manifests import manifest as manifests
 from pb_build.visual import episodes, plots, stats
 from pb_build.visual.outdir import folder_bytes, fresh_folder
 from pb_build.visual.thumbs import THUMB_FORMAT, thumbnail
@@ -93,14 +93,14 @@ def _build(release: Path, refs: list[episodes.SourceRef], site: Path, options: G
 
 
 def _write_index(release: Path, site: Path, all_stats: list[stats.SourceStats], options: GalleryOptions) -> None:
-    manifest = provenance.read_manifest(release)
-    info = manifest.get("release") or {}
+    manifest = manifests.read(release)
+    info = manifest.release or {}
     name = info.get("name") or release.name
     version = f" v{info['version']}" if info.get("version") else ""
     rows = "".join(
         f'<tr><td><a href="{_e(s.source.name)}/index.html">{_e(s.source.name)}</a></td>'
         + "".join(f"<td>{_e(c)}</td>" for c in stats.row(s)[1:]) + "</tr>" for s in all_stats)
-    body = (f"<h1>{_e(name)}{_e(version)}</h1><p class=\"note\">pb-build {_e(manifest.get('pb_build_version', '?'))}"
+    body = (f"<h1>{_e(name)}{_e(version)}</h1><p class=\"note\">pb-build {_e(manifest.pb_build_version)}"
             f" release at {_e(release)}; every source below has its statistics and paged episodes.</p>"
             f"<table><tr>{''.join(f'<th>{_e(h)}</th>' for h in stats.HEADER)}</tr>{rows}</table>"
             f"<p class=\"note\">Pages show at most {options.max_episodes or 'all'} episodes per source, sampled "
