@@ -53,7 +53,7 @@ from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.frames import decode, encode_png
-from pb_build.manifests.provenance import sha256_file
+from pb_build.hashing import sha256_file
 from pb_build.raw import mvp_n as raw
 from pb_build.seeding import pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string

@@ -60,7 +60,7 @@ from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import decode
-from pb_build.manifests.provenance import sha256_file
+from pb_build.hashing import sha256_file
 from pb_build.matching import normalise_text
 from pb_build.raw import vsod as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled

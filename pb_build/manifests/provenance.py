@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from pb_build import __version__
+from pb_build.hashing import sha256_file  # noqa: F401  (re-exported: callers use provenance.sha256_file)
 
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 CHUNK = 1 << 20
 
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def release_files(root: Path) -> list[str]:
