@@ -51,7 +51,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.matching import normalise_text
@@ -118,7 +118,6 @@ ACTION_QUESTIONS = (
     "Identify the activity in this video.",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 # Folder names that start with the verb of the change; the object follows ("whisk_eggs" -> "eggs").
 VERB_PREFIXES = ("boil_", "whisk_")

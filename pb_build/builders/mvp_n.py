@@ -49,7 +49,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.frames import decode, encode_png
@@ -113,7 +113,6 @@ PROACTIVE = (
     "Look at the object from a different angle.",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 N_DISTRACTORS = 3
 
@@ -279,7 +278,6 @@ def load_frame(view: raw.View, image_size: int) -> bytes:
         return data
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return encode_png(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-
 
 
 def build(unit: WorkUnit, config: Config) -> Episode:

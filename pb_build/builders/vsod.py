@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import decode
@@ -89,7 +89,6 @@ HINT = ("Hint: If there is an occlusion, waiting for it to disappear or rewindin
         "behind it.")
 REWIND = "Rewind the video."
 WAIT = "Wait for the occlusion to disappear."
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 JPEG_QUALITY = 90
 
 QUESTIONS: dict[str, tuple[str, ...]] = {
@@ -355,7 +354,6 @@ def _extension(segment: raw.Segment, config: Config) -> str:
         raise BadRecord(Path(segment.frames[0].image).parent, f"segment mixes frame formats {', '.join(suffixes)}; "
                         "pass --max-side to re-encode them as JPEG")
     return suffixes[0]
-
 
 
 def load_frame(path: str, max_side: int) -> bytes:

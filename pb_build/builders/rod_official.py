@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import rod as builder
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 from pb_build.strings import is_abstain
 
@@ -46,7 +47,6 @@ def _key(sample_id: int, template: str) -> str:
 
 def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
     """The indices of the LEFT, RIGHT and abstain options."""
-    from pb_build.eval.importers import ImportFailure
 
     abstain = [i for i, o in enumerate(options) if is_abstain(o)]
     left = [i for i, o in enumerate(options) if not is_abstain(o) and "to the left" in o.lower()]
@@ -59,7 +59,6 @@ def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one ROD record, reading its frames under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
 
     body = {k: v for k, v in record.items() if k != "id"}
     template = record["image_template"]
@@ -94,3 +93,17 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=(abstain,),
         official=OfficialExport(OFFICIAL_NAME, body, files),
     )
+
+
+OFFICIAL = OfficialSpec(alias="ROD", actions=frozenset({"LEFT", "RIGHT"}), oeg_threshold=2,
+                        reference_prompt="What type of object is in the image?")
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """Positions ``0 .. num_images-1``, unpadded."""
+    return sorted({record["image_template"].format(image=i) for i in range(record["num_images"])})
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers (no category: ROD's first frame is always occluded)."""
+    return "Move the blocks, Move the camera."

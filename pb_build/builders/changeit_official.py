@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import changeit as builder
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 from pb_build.strings import is_abstain
 
@@ -53,7 +54,6 @@ def _key(sample_id: int, template: str, wait: str, prompt: str) -> str:
 
 def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
     """The indices of the rewind, wait and abstain options."""
-    from pb_build.eval.importers import ImportFailure
 
     abstain = [i for i, o in enumerate(options) if is_abstain(o)]
     rewind = [i for i, o in enumerate(options) if o == builder.REWIND]
@@ -66,7 +66,6 @@ def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one ChangeIt record, reading its reachable frames under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
 
     body = {k: v for k, v in record.items() if k != "id"}
     template = record["image_template"]
@@ -102,3 +101,19 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=(abstain,),
         official=OfficialExport(OFFICIAL_NAME, body, files),
     )
+
+
+OFFICIAL = OfficialSpec(alias="CIT", actions=frozenset({"REWIND", "FORWARD"}),
+                        extra_fields={"step_size": "int", "max_steps": "int"}, oeg_threshold=2)
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """Every ``step_size``-th image from ``first_image % step_size``, unpadded."""
+    first, step = record["first_image"], record["step_size"]
+    return sorted({record["image_template"].format(image=i) for i in range(first % step, record["num_images"], step)})
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers: rewind is hidden at the first frame, then appended again."""
+    waits = [o for i, o in enumerate(ep.options) if i not in ep.abstain and o != builder.REWIND]
+    return ",".join(a.replace(".", "") for a in [*waits, builder.REWIND, ep.answer]) + "."
