@@ -21,7 +21,7 @@ from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.provenance import read_manifest
 from pb_build.matching import normalise_text
-from pb_build.official import ACTION_KEYS, check_record, reachable_paths
+from pb_build.official import ACTION_KEYS
 from pb_build.raw import mvp_n as raw
 from pb_build.replay import POLICIES, play
 from pb_build.strings import is_abstain
@@ -33,6 +33,12 @@ try:
     from official import replay_job, requires_official, run_official_report, standard_jobs
 except ImportError:  # tests/ imported as a package
     from tests.official import replay_job, requires_official, run_official_report, standard_jobs
+
+def mvp_n_source():
+    from pb_build.builders import get_source
+
+    return get_source("mvp-n")
+
 
 NAME = "MVP-N"
 
@@ -277,7 +283,7 @@ def test_records_follow_the_official_contract(release: Release):
     assert [release.by_set.get(k) for k in sorted(TREE)] == [0, 1, 2, 3, None, 4, 5, 6]
     for sid, rec in release.records.items():
         ep = release.episodes[sid]
-        assert check_record(NAME, rec) == []
+        assert mvp_n_source().check_record(rec) == []
         n, ids = rec["num_images"], rec["valid_images"]
         assert n == len(ids) == len(ep.frames) == len(ep.states) == ep.max_steps >= 2
         assert rec["first_image"] == ids[0] and rec["reference_image"] == ids[-1]
@@ -294,13 +300,13 @@ def test_records_follow_the_official_contract(release: Release):
         # Exactly the files the official environment can open, holding the frames in visiting order.
         for k, rel in enumerate(frame_paths(rec)):
             assert (release.root / "test" / rel).read_bytes() == ep.frames[k]
-        assert sorted(set(frame_paths(rec))) == reachable_paths(NAME, rec)
+        assert sorted(set(frame_paths(rec))) == mvp_n_source().reachable_paths(rec)
         # Distractors: look-alike products (the rule itself is tested on its own), named from the names file.
         wrong = [c for c in rec["categories"] if c != rec["answer"]]
         assert sorted(wrong) == sorted(product_name(c).capitalize() + "." for c in ep.meta["distractor_classes"])
     exported = sorted(p.relative_to(release.root / "test").as_posix()
                       for p in (release.root / "test" / "MVP-N").rglob("*") if p.is_file())
-    expected = sorted({p for rec in release.records.values() for p in reachable_paths(NAME, rec)})
+    expected = sorted({p for rec in release.records.values() for p in mvp_n_source().reachable_paths(rec)})
     assert exported == expected
 
 
