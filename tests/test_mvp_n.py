@@ -24,7 +24,7 @@ from pb_build.matching import normalise_text
 from pb_build.official import ACTION_KEYS
 from pb_build.raw import mvp_n as raw
 from pb_build.replay import POLICIES, play
-from pb_build.strings import is_abstain
+from pb_build.strings import category_string, is_abstain
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
@@ -195,12 +195,12 @@ def test_reader_streams_sets_in_sorted_order(tmp_path: Path):
 
 def test_names_file_format(tmp_path: Path):
     path = write_names(tmp_path / "names.csv")
-    names = raw.read_names(path)
+    names = raw.read_names(path, category_string)
     assert len(names) == 44 and names["0012"] == product_name("0012")
     # Short ids, quoted fields, a BOM and no header are accepted.
     alt = tmp_path / "alt.csv"
     alt.write_text("\ufeff" + "\n".join(f'{int(c)},"{product_name(c)}"' for c in raw.CLASSES), encoding="utf-8")
-    assert raw.read_names(alt) == names
+    assert raw.read_names(alt, category_string) == names
 
 
 @pytest.mark.parametrize(("extra", "match"), [
@@ -215,7 +215,7 @@ def test_names_file_errors_name_the_file_and_line(tmp_path: Path, extra: str, ma
     skip = ("0005",) if extra.startswith("0005") else ()
     path = write_names(tmp_path / "names.csv", skip=skip, extra=extra)
     with pytest.raises(BadRecord, match=match):
-        raw.read_names(path)
+        raw.read_names(path, category_string)
 
 
 def test_names_must_be_distinct_categories(tmp_path: Path):
@@ -223,7 +223,7 @@ def test_names_must_be_distinct_categories(tmp_path: Path):
     path.write_text("\n".join(f"{c},{product_name(c) if c != '0007' else product_name('0006').upper()}"
                               for c in raw.CLASSES) + "\n", encoding="utf-8")
     with pytest.raises(BadRecord, match=r"names\.csv:8: class 0007: .* same category string as class 0006"):
-        raw.read_names(path)
+        raw.read_names(path, category_string)
 
 
 # ------------------------------------------------------------------------------------------------ one release

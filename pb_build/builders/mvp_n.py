@@ -183,7 +183,7 @@ def load_names(config: Config, raw_dir: Path) -> tuple[Path, dict[str, str]]:
     if not path.is_file():
         raise PbBuildError(f"{path}: names file does not exist (--names; a relative path is looked up in the raw "
                            "folder, then in the current folder)")
-    return path, raw.read_names(path)
+    return path, raw.read_names(path, category_string)
 
 
 def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
