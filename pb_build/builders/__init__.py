@@ -72,7 +72,13 @@ class Registry(Mapping[str, Source]):
 
     def __init__(self) -> None:
         self._sources: dict[str, Source] | None = None
-        self.errors: dict[str, str] = {}
+        self._errors: dict[str, str] = {}
+
+    @property
+    def errors(self) -> dict[str, str]:
+        """Source name -> why it could not be registered (one line naming the source and the cause)."""
+        self._load()
+        return self._errors
 
     def _load(self) -> dict[str, Source]:
         if self._sources is None:
@@ -84,13 +90,13 @@ class Registry(Mapping[str, Source]):
                 if ep.name in sources:
                     clash = sources[ep.name].origin
                     dist = ep.dist.name if ep.dist is not None else "unknown distribution"
-                    self.errors[ep.name] = (f"source {ep.name!r} of {dist} clashes with the {clash} source of that "
+                    self._errors[ep.name] = (f"source {ep.name!r} of {dist} clashes with the {clash} source of that "
                                             "name; it is not registered")
                     continue
                 try:
                     sources[ep.name] = _entry_point_source(ep)
                 except SourceError as exc:
-                    self.errors[ep.name] = str(exc)
+                    self._errors[ep.name] = str(exc)
             self._sources = sources
         return self._sources
 
