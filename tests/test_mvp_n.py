@@ -444,13 +444,6 @@ def test_same_seed_same_bytes_other_seed_differs(raw_tree, tmp_path: Path):
     assert records(a) != records(c)
 
 
-def test_one_and_two_workers_give_the_same_bytes(raw_tree, tmp_path: Path):
-    root, names = raw_tree
-    one = build(root, tmp_path / "one", workers=1, names=str(names))
-    two = build(root, tmp_path / "two", workers=2, names=str(names))
-    assert (one / "SHA256SUMS").read_bytes() == (two / "SHA256SUMS").read_bytes()
-
-
 def test_per_class_classes_and_image_size(tmp_path: Path):
     tree = {("0012", f"{s:04d}"): [f"{v:04d}_{int(v == 3)}" for v in range(4)] for s in range(6)}
     tree[("0013", "0000")] = ["0000_0", "0001_1"]
