@@ -24,6 +24,7 @@ from pb_build import builders
 from pb_build.manifests.provenance import read_manifest
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
+from pb_build.writers.release import SourceJob, build_release
 
 REPO = Path(__file__).resolve().parent.parent
 THIRD_PARTY = Path(__file__).resolve().parent / "third_party"
@@ -141,3 +142,14 @@ def test_episode_that_does_not_validate_stops_the_build_naming_the_source(regist
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert "source upright-bad" in done.stderr and "needs 4 categories, has 3" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_module_shaped_like_a_builder_registers_and_builds(registered, tmp_path: Path) -> None:
+    registered({"upright-module": "pb_upright_module"}, dist="pb-upright-module")
+    source = builders.get_builder("upright-module")
+    assert isinstance(source, builders.ModuleSource) and source.origin == "pb-upright-module"
+    raw = pb_upright.make_raw(tmp_path / "raw", per_shape=1)
+    out = tmp_path / "out"
+    build_release(out, [SourceJob(source, source.Config(), raw)], workers=1, progress=False)
+    assert verify_release(out).problems == []
+    assert native_episodes(out)[0].spec.alias == "UP"
