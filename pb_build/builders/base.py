@@ -22,6 +22,7 @@ from typing import Any
 from pb_build.episode import Episode, EpisodeSpec
 from pb_build.errors import BadRecord, InvalidEpisode, PbBuildError
 from pb_build.official import ACTION_KEYS, FIELD_TYPES, RecordContract, check_record
+from pb_build.strings import is_abstain
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -91,6 +92,16 @@ def read_frame(test_dir: Path, rel: str) -> bytes:
     if not data:
         raise ImportFailure(f"frame {rel}: empty file")
     return data
+
+
+def option_roles(options: tuple[str, ...], roles: tuple[Callable[[str], bool], ...], expected: str) -> tuple[int, ...]:
+    """The index of the one proactive option matching each role, then of the abstain option; an official record
+    whose options are not exactly these is an ImportFailure saying what was ``expected``."""
+    picks = [[i for i, o in enumerate(options) if not is_abstain(o) and role(o)] for role in roles]
+    picks.append([i for i, o in enumerate(options) if is_abstain(o)])
+    if len(options) != len(picks) or any(len(p) != 1 for p in picks) or len({p[0] for p in picks}) != len(picks):
+        raise ImportFailure(f"options must be {expected}, are {list(options)}")
+    return tuple(p[0] for p in picks)
 
 
 class Source:

@@ -30,9 +30,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import changeit as builder
-from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
+from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile
-from pb_build.strings import is_abstain
 
 OFFICIAL_NAME = builder.info.official_name
 POOLS = {"object": builder.OBJECT_QUESTIONS, "action": builder.ACTION_QUESTIONS}
@@ -54,19 +53,12 @@ def _key(sample_id: int, template: str, wait: str, prompt: str) -> str:
 
 def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
     """The indices of the rewind, wait and abstain options."""
-
-    abstain = [i for i, o in enumerate(options) if is_abstain(o)]
-    rewind = [i for i, o in enumerate(options) if o == builder.REWIND]
-    wait = [i for i, o in enumerate(options) if not is_abstain(o) and "Wait for the" in o]
-    if len(options) != 3 or len(abstain) != 1 or len(rewind) != 1 or len(wait) != 1 or rewind == wait:
-        raise ImportFailure(f"options must be 'Rewind the video.', one 'Wait for the ...' option and one abstain "
-                            f"option, are {list(options)}")
-    return rewind[0], wait[0], abstain[0]
+    return option_roles(options, (lambda o: o == builder.REWIND, lambda o: "Wait for the" in o),
+                        "'Rewind the video.', one 'Wait for the ...' option and one abstain option")
 
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one ChangeIt record, reading its reachable frames under ``test_dir``."""
-
     body = {k: v for k, v in record.items() if k != "id"}
     template = record["image_template"]
     n, step, first = int(record["num_images"]), int(record["step_size"]), int(record["first_image"])

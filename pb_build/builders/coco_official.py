@@ -62,7 +62,6 @@ def _check(record: dict[str, Any]) -> list[str]:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one COCO record: every reachable view cropped from its image under ``test_dir``."""
-
     problems = _check(record)
     if problems:
         raise ImportFailure("; ".join(problems))

@@ -36,7 +36,6 @@ def _key(sample_id: int, template: str) -> str:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one ImageNet-C record, reading its severities under ``test_dir``."""
-
     body = {k: v for k, v in record.items() if k != "id"}
     n, template, first = record["num_images"], record["image_template"], record["first_image"]
     levels = [first - k for k in range(n)]

@@ -40,7 +40,6 @@ def _path(template: str, image: int, informative: bool) -> str:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one MVP-N record, reading its views under ``test_dir``."""
-
     body = {k: v for k, v in record.items() if k != "id"}
     n, template, ids = record["num_images"], record["image_template"], record["valid_images"]
     if len(ids) < n:

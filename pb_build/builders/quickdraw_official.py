@@ -27,7 +27,6 @@ def _key(sample_id: int, template: str) -> str:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one QuickDraw record, reading its frames under ``test_dir``."""
-
     body = {k: v for k, v in record.items() if k != "id"}
     n, template = int(record["num_images"]), record["image_template"]
     if record["first_image"] != 0:
