@@ -292,5 +292,5 @@ def iter_units(units: Iterable[WorkUnit]) -> Iterator[WorkUnit]:
         yield unit
 
 
-# The contract as a typing Protocol, for code that only reads the attributes the build driver uses.
+#: The contract's former name (a Protocol over builder modules), kept for callers' type hints.
 Builder = Source
