@@ -119,6 +119,7 @@ def test_entry_point_source_builds_verifies_loads_round_trips_and_scores_100(reg
     ("pb_upright:Clash", "quickdraw", "clashes with the built-in source of that name"),
     ("pb_no_such_module:SOURCE", "ghost", "failed to import: ModuleNotFoundError"),
     ("pb_upright:SHAPES", "shapes", "breaks the source contract: is a tuple"),
+    ("pb_upright", "bare-module", "breaks the source contract: missing attribute(s) name, VERSION, RELEASE_NOTES"),
     ("pb_upright:SOURCE", "other-name", "is named 'upright'; the entry point must use the source's name"),
 ])
 def test_registration_errors_name_the_source_and_the_cause(registered, target: str, name: str, cause: str) -> None:
