@@ -6,13 +6,13 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
 
 from pb_build import __version__
 from pb_build.builders import REGISTRY
+from pb_build.builders.base import Source
 from pb_build.errors import PbBuildError
 from pb_build.eval.cli import attach as attach_eval
 
@@ -52,9 +52,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 
 @main.command("list")
 def list_sources() -> None:
-    """List the registered sources."""
-    for name, builder in sorted(REGISTRY.items()):
-        click.echo(f"{name:12s} {builder.info.official_name:28s} v{builder.VERSION}  {builder.info.licence}")
+    """List the registered sources, where each comes from, and sources that failed to register."""
+    for name, source in sorted(REGISTRY.items()):
+        click.echo(f"{name:12s} {source.info.official_name:28s} {source.official.alias:6s} v{source.VERSION:8s} "
+                   f"{source.origin:16s} {source.info.licence}")
+    for message in REGISTRY.errors.values():
+        click.echo(f"error: {message}", err=True)
+    if REGISTRY.errors:
+        sys.exit(1)
 
 
 def _report(reports: list, out: Path, elapsed: float) -> None:
@@ -79,7 +84,7 @@ def _report(reports: list, out: Path, elapsed: float) -> None:
         click.echo(f'load it with: load_dataset("{out}", "{r.source}", split="test")')
 
 
-def _source_command(builder: ModuleType) -> click.Command:
+def _source_command(builder: Source) -> click.Command:
     fields = [f for f in dataclasses.fields(builder.Config) if f.name != "seed"]
 
     def run(raw: Path | None, sample: bool, out: Path, seed: int, workers: int | None, skip_bad: bool,

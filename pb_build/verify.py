@@ -8,11 +8,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pb_build.episode import EpisodeSpec
 from pb_build.errors import InvalidEpisode, PbBuildError
 from pb_build.frames import decode
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
-from pb_build.official import check_record, reachable_paths
+from pb_build.official import RecordContract, check_record
 from pb_build.replay import oracle, play
 from pb_build.writers.native import from_row, read_rows
 
@@ -94,13 +95,13 @@ def _check_source(root: Path, entry: manifests.SourceEntry, result: VerifyResult
     name, source = entry.official_name, entry.source
     check = SourceCheck(source, name)
     result.sources.append(check)
-    test_dir = root / "test"
-    records = _check_official(test_dir, root / entry.files.official, name, check, result)
     shards = [root / p for p in entry.files.native]
     missing = [p for p in shards if not p.is_file()]
     if missing:
         result.add(f"{missing[0]}: native shard missing")
         return
+    # The rows carry each record's contract and reachable images (Episode.spec): no source code is needed.
+    native: dict[int, tuple[str, EpisodeSpec | None]] = {}
     for row in tqdm(read_rows(shards), desc=f"verify {source}", unit="row", disable=not progress):
         check.rows += 1
         where = f"{source} row {row.get('id')}"
@@ -109,30 +110,29 @@ def _check_source(root: Path, entry: manifests.SourceEntry, result: VerifyResult
         except (InvalidEpisode, KeyError, TypeError, json.JSONDecodeError) as exc:
             result.add(f"{where}: {exc}")
             continue
+        if ep.spec is None:
+            result.add(f"{where}: no source spec in meta (contract and reachable images)")
+        native[row["id"]] = (row["official_record"], ep.spec)
         check.frames += len(ep.frames)
         for k, frame in enumerate(ep.frames):
             if decode(frame) is None:
                 result.add(f"{where}: frame {k} does not decode")
-        rep = play(ep, oracle)
-        if rep.correct:
+        if play(ep, oracle).correct:
             check.oracle_correct += 1
         else:
             result.add(f"{where}: the oracle does not reach the answer")
-        line = records.get(row["id"])
-        if line is None:
-            result.add(f"{where}: no official record with this id")
-        elif json.loads(row["official_record"]) != line:
-            result.add(f"{where}: native row and official record disagree")
+    _check_official(root / "test", root / entry.files.official, source, native, check, result)
     if check.rows != entry.counts.samples or check.records != entry.counts.samples:
         result.add(f"{source}: manifest says {entry.counts.samples} samples, found {check.records} "
                    f"records and {check.rows} rows")
 
 
-def _check_official(test_dir: Path, jsonl: Path, name: str, check: SourceCheck, result: VerifyResult) -> dict:
-    records: dict[int, dict] = {}
+def _check_official(test_dir: Path, jsonl: Path, source: str, native: dict[int, tuple[str, EpisodeSpec | None]],
+                    check: SourceCheck, result: VerifyResult) -> None:
     if not jsonl.is_file():
         result.add(f"{jsonl}: official JSONL missing")
-        return records
+        return
+    seen: set[int] = set()
     decoded: set[str] = set()
     with open(jsonl, encoding="utf-8") as handle:
         for n, line in enumerate(handle, start=1):
@@ -142,16 +142,28 @@ def _check_official(test_dir: Path, jsonl: Path, name: str, check: SourceCheck, 
             except json.JSONDecodeError as exc:
                 result.add(f"{where}: not JSON ({exc})")
                 continue
-            problems = check_record(name, record) if isinstance(record, dict) else ["not an object"]
+            if not isinstance(record, dict) or not isinstance(record.get("id"), int):
+                result.add(f"{where}: not an object with an integer id")
+                continue
+            if record["id"] in seen:
+                result.add(f"{where}: duplicate id {record['id']}")
+                continue
+            seen.add(record["id"])
+            row_record, spec = native.pop(record["id"], (None, None))
+            if row_record is None:
+                result.add(f"{where}: no native row with id {record['id']}")
+                continue
+            if json.loads(row_record) != record:
+                result.add(f"{source} row {record['id']}: native row and official record disagree")
+            if spec is None:
+                continue
+            problems = check_record(record, RecordContract.from_json(spec.contract))
             for p in problems:
                 result.add(f"{where}: {p}")
             if problems:
                 continue
-            if record["id"] in records:
-                result.add(f"{where}: duplicate id {record['id']}")
-            records[record["id"]] = record
             check.records += 1
-            for rel in reachable_paths(name, record):
+            for rel in spec.reachable:
                 if rel in decoded:
                     continue
                 path = test_dir / rel
@@ -162,4 +174,5 @@ def _check_official(test_dir: Path, jsonl: Path, name: str, check: SourceCheck, 
                 else:
                     decoded.add(rel)
                     check.official_files += 1
-    return records
+    for sample_id in sorted(native):
+        result.add(f"{source} row {sample_id}: no official record with this id")

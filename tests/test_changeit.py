@@ -286,11 +286,6 @@ def test_same_seed_same_bytes_other_seed_differs(raw_tree: Path, release: Path, 
     assert [r["prompt"] for r in records(release)] != [r["prompt"] for r in records(tmp_path / "other")]
 
 
-def test_two_workers_give_the_same_bytes(raw_tree: Path, release: Path, tmp_path: Path) -> None:
-    build(raw_tree, tmp_path / "two", workers=2)
-    assert (tmp_path / "two" / "SHA256SUMS").read_bytes() == (release / "SHA256SUMS").read_bytes()
-
-
 @requires_fixtures
 def test_other_rate_external_video_dir_and_one_question(tmp_path: Path) -> None:
     raw_dir = make_raw(tmp_path)

@@ -287,14 +287,6 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path: Path) -> None:
     assert geo(a) != geo(c)
 
 
-def test_one_and_two_workers_give_the_same_bytes(tmp_path: Path) -> None:
-    tree = varied_tree(tmp_path / "raw", 8)
-    tree.write()
-    one = build(tree.root, tmp_path / "one", workers=1)
-    two = build(tree.root, tmp_path / "two", workers=2)
-    assert (one / "SHA256SUMS").read_bytes() == (two / "SHA256SUMS").read_bytes()
-
-
 def test_per_class_selection_and_neighbour_independence(tmp_path: Path) -> None:
     tree = varied_tree(tmp_path / "raw", 12, categories=CATEGORIES[:4])
     tree.write()

@@ -24,11 +24,12 @@ from PIL import Image
 
 from pb_build.build import SourceJob, build_release
 from pb_build.builders import imagenet_c as inc
+from pb_build.builders.imagenet_c_official import OFFICIAL
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.matching import normalise_text
-from pb_build.official import ACTION_KEYS, ACTION_SPACE
+from pb_build.official import ACTION_KEYS
 from pb_build.raw import imagenet_c as raw
 from pb_build.raw.imagenet_classes import SYNSETS
 from pb_build.strings import category_string, is_abstain
@@ -169,7 +170,7 @@ def test_class_names_are_official_style_and_unique() -> None:
 
 
 def test_option_tables() -> None:
-    keys = [k for k, a in ACTION_KEYS.items() if a in ACTION_SPACE[NAME]]
+    keys = [k for k, a in ACTION_KEYS.items() if a in OFFICIAL.actions]
     assert sorted(inc.QUALITY_OPTIONS) == sorted(keys)
     for key, option in inc.QUALITY_OPTIONS.items():
         assert [k for k in keys if k in option.lower()] == [key], option

@@ -22,10 +22,10 @@ from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.matching import normalise_text
-from pb_build.official import ACTION_KEYS, check_record, reachable_paths
+from pb_build.official import ACTION_KEYS
 from pb_build.raw import mvp_n as raw
 from pb_build.replay import POLICIES, play
-from pb_build.strings import is_abstain
+from pb_build.strings import category_string, is_abstain
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 
@@ -33,6 +33,12 @@ try:
     from official import replay_job, requires_official, run_official_report, standard_jobs
 except ImportError:  # tests/ imported as a package
     from tests.official import replay_job, requires_official, run_official_report, standard_jobs
+
+def mvp_n_source():
+    from pb_build.builders import get_source
+
+    return get_source("mvp-n")
+
 
 NAME = "MVP-N"
 
@@ -189,12 +195,12 @@ def test_reader_streams_sets_in_sorted_order(tmp_path: Path):
 
 def test_names_file_format(tmp_path: Path):
     path = write_names(tmp_path / "names.csv")
-    names = raw.read_names(path)
+    names = raw.read_names(path, category_string)
     assert len(names) == 44 and names["0012"] == product_name("0012")
     # Short ids, quoted fields, a BOM and no header are accepted.
     alt = tmp_path / "alt.csv"
     alt.write_text("\ufeff" + "\n".join(f'{int(c)},"{product_name(c)}"' for c in raw.CLASSES), encoding="utf-8")
-    assert raw.read_names(alt) == names
+    assert raw.read_names(alt, category_string) == names
 
 
 @pytest.mark.parametrize(("extra", "match"), [
@@ -209,7 +215,7 @@ def test_names_file_errors_name_the_file_and_line(tmp_path: Path, extra: str, ma
     skip = ("0005",) if extra.startswith("0005") else ()
     path = write_names(tmp_path / "names.csv", skip=skip, extra=extra)
     with pytest.raises(BadRecord, match=match):
-        raw.read_names(path)
+        raw.read_names(path, category_string)
 
 
 def test_names_must_be_distinct_categories(tmp_path: Path):
@@ -217,7 +223,7 @@ def test_names_must_be_distinct_categories(tmp_path: Path):
     path.write_text("\n".join(f"{c},{product_name(c) if c != '0007' else product_name('0006').upper()}"
                               for c in raw.CLASSES) + "\n", encoding="utf-8")
     with pytest.raises(BadRecord, match=r"names\.csv:8: class 0007: .* same category string as class 0006"):
-        raw.read_names(path)
+        raw.read_names(path, category_string)
 
 
 # ------------------------------------------------------------------------------------------------ one release
@@ -277,7 +283,7 @@ def test_records_follow_the_official_contract(release: Release):
     assert [release.by_set.get(k) for k in sorted(TREE)] == [0, 1, 2, 3, None, 4, 5, 6]
     for sid, rec in release.records.items():
         ep = release.episodes[sid]
-        assert check_record(NAME, rec) == []
+        assert mvp_n_source().check_record(rec) == []
         n, ids = rec["num_images"], rec["valid_images"]
         assert n == len(ids) == len(ep.frames) == len(ep.states) == ep.max_steps >= 2
         assert rec["first_image"] == ids[0] and rec["reference_image"] == ids[-1]
@@ -294,13 +300,13 @@ def test_records_follow_the_official_contract(release: Release):
         # Exactly the files the official environment can open, holding the frames in visiting order.
         for k, rel in enumerate(frame_paths(rec)):
             assert (release.root / "test" / rel).read_bytes() == ep.frames[k]
-        assert sorted(set(frame_paths(rec))) == reachable_paths(NAME, rec)
+        assert sorted(set(frame_paths(rec))) == mvp_n_source().reachable_paths(rec)
         # Distractors: look-alike products (the rule itself is tested on its own), named from the names file.
         wrong = [c for c in rec["categories"] if c != rec["answer"]]
         assert sorted(wrong) == sorted(product_name(c).capitalize() + "." for c in ep.meta["distractor_classes"])
     exported = sorted(p.relative_to(release.root / "test").as_posix()
                       for p in (release.root / "test" / "MVP-N").rglob("*") if p.is_file())
-    expected = sorted({p for rec in release.records.values() for p in reachable_paths(NAME, rec)})
+    expected = sorted({p for rec in release.records.values() for p in mvp_n_source().reachable_paths(rec)})
     assert exported == expected
 
 
@@ -436,13 +442,6 @@ def test_same_seed_same_bytes_other_seed_differs(raw_tree, tmp_path: Path):
     assert (a / "SHA256SUMS").read_bytes() == (b / "SHA256SUMS").read_bytes()
     assert (a / "SHA256SUMS").read_bytes() != (c / "SHA256SUMS").read_bytes()
     assert records(a) != records(c)
-
-
-def test_one_and_two_workers_give_the_same_bytes(raw_tree, tmp_path: Path):
-    root, names = raw_tree
-    one = build(root, tmp_path / "one", workers=1, names=str(names))
-    two = build(root, tmp_path / "two", workers=2, names=str(names))
-    assert (one / "SHA256SUMS").read_bytes() == (two / "SHA256SUMS").read_bytes()
 
 
 def test_per_class_classes_and_image_size(tmp_path: Path):

@@ -365,12 +365,6 @@ def test_a_sample_does_not_depend_on_its_neighbours(tree: Path, tmp_path: Path) 
     assert all(after[t] == before[t] for t in before)
 
 
-def test_any_number_of_workers_gives_the_same_bytes(tree: Path, tmp_path: Path) -> None:
-    one = build(tree, tmp_path / "one", workers=1)
-    two = build(tree, tmp_path / "two", workers=2)
-    assert (one / "SHA256SUMS").read_bytes() == (two / "SHA256SUMS").read_bytes()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Bad input: one clear error naming the file and cause, nothing written; or counted skips with skip_bad.
 

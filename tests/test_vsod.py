@@ -341,13 +341,6 @@ def test_same_seed_same_bytes_other_seed_differs(mm20, tmp_path):
     assert draws(records(a)) != draws(records(c))
 
 
-def test_one_and_two_workers_give_the_same_bytes(mm20, tmp_path):
-    raw_dir, labels = mm20
-    one = build(raw_dir, labels, tmp_path / "one", workers=1)
-    two = build(raw_dir, labels, tmp_path / "two", workers=2)
-    assert (one / "SHA256SUMS").read_bytes() == (two / "SHA256SUMS").read_bytes()
-
-
 def test_max_side_reencodes_frames(mm20, tmp_path):
     raw_dir, labels = mm20
     out = build(raw_dir, labels, tmp_path / "small", max_side=32)

@@ -51,7 +51,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.matching import normalise_text
@@ -118,7 +118,6 @@ ACTION_QUESTIONS = (
     "Identify the activity in this video.",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 # Folder names that start with the verb of the change; the object follows ("whisk_eggs" -> "eggs").
 VERB_PREFIXES = ("boil_", "whisk_")
@@ -244,6 +243,9 @@ def _pools(categories: list[raw.Category]) -> dict[str, tuple[str, ...]]:
 def sample_dir() -> None:
     """ChangeIt ships no sample: its frames come from YouTube videos."""
     return None
+
+
+CAN_FETCH = False  # fetch() only says how to get the data by hand
 
 
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:

@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.builders.coco_distractors import EmbeddingChooser, chooser_spec, get_chooser
 from pb_build.builders.coco_geometry import (
     CUT_CARDINAL,
@@ -140,7 +140,6 @@ QUESTIONS = (
     "What type of object is visible in this image?",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 FRAME_FORMATS = ("png", "jpeg")
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.raw import imagenet_c as raw
@@ -94,7 +94,6 @@ QUESTIONS = (
     "What is the subject of this image?",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 # One option per IN-C action key; each string holds exactly that key and no other.
 QUALITY_OPTIONS: dict[str, str] = {
@@ -203,6 +202,9 @@ def sample_dir() -> Path | None:
     return None
 
 
+CAN_FETCH = False  # fetch() only says how to get the data by hand
+
+
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
     raise PbBuildError(
         f"pb-build does not download ImageNet-C (about 62 GB): get noise.tar, blur.tar, weather.tar, digital.tar "
@@ -307,7 +309,6 @@ def _frames(sample: Sample, key: str, config: Config) -> tuple[bytes, ...]:
         seed = int(sample_rng(config.seed, name, f"{key}/severity{level}").integers(2**32))
         out.append(raw.encode_jpeg(raw.corrupt(clean, sample.corruption, level, seed), config.jpeg_quality))
     return tuple(out)
-
 
 
 def build(unit: WorkUnit, config: Config) -> Episode:

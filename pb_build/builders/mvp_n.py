@@ -49,11 +49,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.frames import decode, encode_png
-from pb_build.manifests.provenance import sha256_file
+from pb_build.hashing import sha256_file
 from pb_build.raw import mvp_n as raw
 from pb_build.seeding import pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -113,7 +113,6 @@ PROACTIVE = (
     "Look at the object from a different angle.",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 N_DISTRACTORS = 3
 
@@ -163,6 +162,9 @@ def sample_dir() -> None:
     return None
 
 
+CAN_FETCH = False  # fetch() only says how to get the data by hand
+
+
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
     """MVP-N is on Google Drive behind a confirmation page: the user downloads it and passes ``--raw``."""
     raise PbBuildError(f"MVP-N cannot be downloaded by pb-build: get {raw.DATA_ZIP}, unzip it and pass --raw with "
@@ -184,7 +186,7 @@ def load_names(config: Config, raw_dir: Path) -> tuple[Path, dict[str, str]]:
     if not path.is_file():
         raise PbBuildError(f"{path}: names file does not exist (--names; a relative path is looked up in the raw "
                            "folder, then in the current folder)")
-    return path, raw.read_names(path)
+    return path, raw.read_names(path, category_string)
 
 
 def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
@@ -279,7 +281,6 @@ def load_frame(view: raw.View, image_size: int) -> bytes:
         return data
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     return encode_png(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-
 
 
 def build(unit: WorkUnit, config: Config) -> Episode:

@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import encode_png
@@ -82,8 +82,6 @@ PROACTIVE = (
     "Ask for a few more details.",
     "Extend the quickdraw with more strokes.",
 )
-
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 
 @dataclass(frozen=True)

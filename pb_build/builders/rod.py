@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.raw import rod as raw
@@ -103,7 +103,6 @@ QUESTIONS = (
 
 LEFT_OPTION = "Move the {occluder} to the left."
 RIGHT_OPTION = "Move the {occluder} to the right."
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 LEFT, RIGHT = "LEFT", "RIGHT"
 

@@ -56,11 +56,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import decode
-from pb_build.manifests.provenance import sha256_file
+from pb_build.hashing import sha256_file
 from pb_build.matching import normalise_text
 from pb_build.raw import vsod as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
@@ -89,7 +89,6 @@ HINT = ("Hint: If there is an occlusion, waiting for it to disappear or rewindin
         "behind it.")
 REWIND = "Rewind the video."
 WAIT = "Wait for the occlusion to disappear."
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 JPEG_QUALITY = 90
 
 QUESTIONS: dict[str, tuple[str, ...]] = {
@@ -191,6 +190,9 @@ class Sample:
 def sample_dir() -> None:
     """VSOD ships no bundled sample."""
     return None
+
+
+CAN_FETCH = False  # fetch() only says how to get the data by hand
 
 
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
@@ -355,7 +357,6 @@ def _extension(segment: raw.Segment, config: Config) -> str:
         raise BadRecord(Path(segment.frames[0].image).parent, f"segment mixes frame formats {', '.join(suffixes)}; "
                         "pass --max-side to re-encode them as JPEG")
     return suffixes[0]
-
 
 
 def load_frame(path: str, max_side: int) -> bytes:

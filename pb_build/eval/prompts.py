@@ -10,8 +10,6 @@ from __future__ import annotations
 from pb_build.episode import Episode
 from pb_build.replay import Replay
 
-#: Reference mode on ROD asks this instead of the record's prompt; every other source reuses the prompt.
-REFERENCE_PROMPTS: dict[str, str] = {"Realistic-Occlusion-Dataset": "What type of object is in the image?"}
 #: Appended with one space in the OEG-with-hint experiments (``tests/oeg.py``); no ``Hint:`` prefix.
 OEG_HINT = "If you cannot answer this question, please tell me what I should do to help you."
 
@@ -30,9 +28,15 @@ def official_name(ep: Episode) -> str:
     return ep.official.name if ep.official is not None else ""
 
 
+def reference_prompt(ep: Episode) -> str:
+    """The question reference mode asks: the source's (``Episode.spec``), else the record's prompt."""
+    spec = ep.spec
+    return spec.reference_prompt if spec is not None and spec.reference_prompt else ep.prompt
+
+
 def question(ep: Episode, hint: bool = False, reference: bool = False) -> str:
     """The question of a state: [pre-prompt + ' '] + prompt (or the reference prompt) [+ ' ' + hint]."""
-    text = REFERENCE_PROMPTS.get(official_name(ep), ep.prompt) if reference else ep.prompt
+    text = reference_prompt(ep) if reference else ep.prompt
     if ep.pre_prompt:
         text = f"{ep.pre_prompt} {text}"
     if hint:

@@ -9,17 +9,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pb_build.hashing import sha256_file  # noqa: F401  (re-exported: callers use provenance.sha256_file)
+
 SUMS = "SHA256SUMS"
 CHUNK = 1 << 20
 
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def release_files(root: Path) -> list[str]:
@@ -105,9 +99,10 @@ def _imports(path: Path, name: str, is_package: bool) -> list[str]:
 def builder_fingerprint(builder: Any) -> str:
     """sha256 over every pb_build module a source's output depends on: its builder module, the raw reader and
     the shared helpers it imports, transitively (a builder may be a module or an object defined in one)."""
-    name = builder.__name__ if isinstance(builder, ModuleType) else type(builder).__module__
+    names = [builder.__name__] if isinstance(builder, ModuleType) else \
+        [m.__name__ for m in getattr(builder, "modules", ())] or [type(builder).__module__]
     h = hashlib.sha256()
-    for module in source_modules(name):
+    for module in sorted({m for name in names for m in source_modules(name)}):
         origin = importlib.util.find_spec(module).origin
         h.update(f"{module} {sha256_file(Path(origin))}\n".encode())
     return h.hexdigest()

@@ -16,11 +16,8 @@ line overrides it. Bundled recipes live next to this module in ``recipes/`` and 
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import re
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -239,16 +236,5 @@ def source_jobs(sources: tuple[RecipeSource, ...], overrides: dict[str, Path], c
 
 
 def _cannot_fetch(builder: Any) -> bool:
-    """Whether ``builder.fetch`` only raises (the source must be downloaded by hand): calling it is then free."""
-    flag = getattr(builder, "can_fetch", None)
-    if flag is not None:
-        return not flag
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(builder.fetch)))
-    except (OSError, TypeError):
-        return False
-    func = tree.body[0] if tree.body else None
-    if not isinstance(func, ast.FunctionDef):
-        return False
-    body = [n for n in func.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-    return len(body) == 1 and isinstance(body[0], ast.Raise)
+    """Whether the source must be downloaded by hand (its ``fetch`` only raises, so calling it is free)."""
+    return not getattr(builder, "can_fetch", True)

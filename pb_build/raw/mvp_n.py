@@ -32,7 +32,6 @@ from pathlib import Path
 
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.matching import normalise_text
-from pb_build.strings import category_string
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -198,8 +197,12 @@ NAMES_FORMAT = (
 _UPPER_DOT = re.compile(r"[A-Z]\.")
 
 
-def read_names(path: Path) -> dict[str, str]:
-    """Read the class-name CSV; every one of the 44 classes must be named. Errors name the file (and line)."""
+def read_names(path: Path, category_of: Callable[[str], str]) -> dict[str, str]:
+    """Read the class-name CSV; every one of the 44 classes must be named. Errors name the file (and line).
+
+    ``category_of`` turns a name into its category string (the builder's string rule): names whose strings
+    break the official matcher or collide are rejected here, with the line.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -224,10 +227,10 @@ def read_names(path: Path) -> dict[str, str]:
         class_id = f"{int(raw_id):04d}"
         if class_id in names:
             raise BadRecord(path, f"class {class_id} is named twice (first on line {lines[class_id]})", line_no)
-        problem = name_problem(name)
+        problem = name_problem(name, category_of)
         if problem:
             raise BadRecord(path, f"class {class_id}: name {name!r} {problem}", line_no)
-        norm = normalise_text(category_string(name))
+        norm = normalise_text(category_of(name))
         if norm in seen_norm:
             raise BadRecord(path, f"class {class_id}: name {name!r} is the same category string as class "
                                   f"{seen_norm[norm]}'s", line_no)
@@ -241,7 +244,7 @@ def read_names(path: Path) -> dict[str, str]:
     return names
 
 
-def name_problem(name: str) -> str | None:
+def name_problem(name: str, category_of: Callable[[str], str]) -> str | None:
     """Why ``name`` cannot become an official category string (benchmark.md §3.4), or None."""
     if len(name) < 2:
         return "must have at least 2 characters"
@@ -251,6 +254,6 @@ def name_problem(name: str) -> str | None:
         return "contains a brace"
     if any(ord(ch) < 32 for ch in name):
         return "contains a control character"
-    if _UPPER_DOT.search(category_string(name)):
+    if _UPPER_DOT.search(category_of(name)):
         return "has an upper-case letter before '.' once capitalised, which the official matcher would cut"
     return None
