@@ -26,6 +26,7 @@ from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.pipeline import run_units
 from pb_build.release_folder import finish, new_folder
+from pb_build.visual.card_assets import write_card_assets
 from pb_build.writers.card import release_card
 from pb_build.writers.native import DEFAULT_SHARD_BYTES, NativeWriter
 from pb_build.writers.official import OfficialWriter
@@ -188,7 +189,9 @@ def build_release(
             digests.update(known)
         manifest = manifests.Manifest(sources=entries, release=release, split=SPLIT,
                                       writer={"shard_bytes": shard_bytes})
-        finish(tmp, manifest, release_card(manifest, lambda rel: (tmp / rel).stat().st_size), digests)
+        preview = write_card_assets(tmp, entries)
+        finish(tmp, manifest, release_card(manifest, lambda rel: (tmp / rel).stat().st_size, preview=preview),
+               digests)
     return reports
 
 

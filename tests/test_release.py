@@ -32,7 +32,7 @@ def records(release: Path) -> list[dict]:
 def test_release_layout_verify_and_load(small_raw: Path, tmp_path: Path) -> None:
     out = build(small_raw, tmp_path / "rel", per_class=4, pool=6)
     names = sorted(p.relative_to(out).as_posix() for p in out.iterdir())
-    assert names == ["README.md", "SHA256SUMS", "manifest.json", "quickdraw", "test"]
+    assert names == ["README.md", "SHA256SUMS", "manifest.json", "previews", "quickdraw", "test"]
     recs = records(out)
     assert [r["id"] for r in recs] == list(range(8))
     for r in recs:

@@ -24,7 +24,7 @@ from pb_build.eval.run import RUN_FILE, TRAJECTORIES, read_jsonl
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.release_folder import finish, update_folder
-from pb_build.writers.card import release_card
+from pb_build.writers.card import read_preview, release_card
 from pb_build.writers.native import ParquetShards, read_rows
 
 THRESHOLD = 0.25
@@ -123,8 +123,9 @@ def write(release: Path, result: FilterResult, overwrite: bool = False) -> dict[
             "counts": {"before": len(result.correct_counts), "kept": len(result.kept_ids)},
             "files": {"official": official_rel, "native": native},
         }
-        finish(staging, manifest, release_card(manifest, lambda rel: _newest(staging, release, rel).stat().st_size),
-               sums=False)
+        card = release_card(manifest, lambda rel: _newest(staging, release, rel).stat().st_size,
+                            preview=read_preview(release))
+        finish(staging, manifest, card, sums=False)
     return entry.filter
 
 

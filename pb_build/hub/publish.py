@@ -26,7 +26,7 @@ from pb_build.hub.client import check_repo_and_version, hub_errors, make_api, st
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.verify import verify_release
-from pb_build.writers.card import release_card
+from pb_build.writers.card import read_preview, release_card
 
 META = ("README.md", manifests.MANIFEST, provenance.SUMS, "CHANGELOG.md")
 ATTEMPTS = 3
@@ -142,7 +142,7 @@ def plan_push(release: Path, repo_id: str, tag: str, remote: RemoteState, stagin
         return files[rel].stat().st_size if rel in files else remote.sizes.get(rel, 0)
 
     versions = [tag, *sorted(remote.tags, reverse=True)]
-    card = release_card(manifest, size, repo_id=repo_id, versions=versions)
+    card = release_card(manifest, size, repo_id=repo_id, versions=versions, preview=read_preview(release))
     manifest_text = manifests.dumps(manifest.to_dict())
     for name, text in (("README.md", card), ("CHANGELOG.md", changelog), (manifests.MANIFEST, manifest_text)):
         (staging / name).write_text(text, encoding="utf-8", newline="\n")

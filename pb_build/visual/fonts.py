@@ -1,4 +1,6 @@
-"""The font of rendered images: DejaVu Sans when installed (the system's or matplotlib's copy), else Pillow's."""
+"""The font of rendered images: DejaVu Sans, matplotlib's copy first (a dependency, so the same bytes on every
+machine with the same versions: release previews must not depend on the system's fonts), else the system's, else
+Pillow's."""
 
 from __future__ import annotations
 
@@ -14,11 +16,11 @@ Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 def _candidates(bold: bool) -> list[Path]:
     name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
-    out = [_SYSTEM / name]
+    out = []
     spec = importlib.util.find_spec("matplotlib")
     if spec is not None and spec.origin:
         out.append(Path(spec.origin).parent / "mpl-data" / "fonts" / "ttf" / name)
-    return out
+    return [*out, _SYSTEM / name]
 
 
 @lru_cache(maxsize=32)

@@ -15,7 +15,7 @@ def pyplot() -> Any:
     try:
         import matplotlib
     except ImportError as exc:
-        raise PbBuildError("plots need matplotlib: pip install 'pb-build[visual]'") from exc
+        raise PbBuildError("plots need matplotlib: pip install matplotlib") from exc
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
