@@ -1,4 +1,4 @@
-"""Shared fixtures: isolated caches, the optional real raw samples, and raw-file makers."""
+"""Shared fixtures: isolated caches, the real raw samples in ``tests/data``, and raw-file makers."""
 
 from __future__ import annotations
 
@@ -8,12 +8,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
-QD_FIXTURES = SHARED_FIXTURES / "quickdraw"
-
-requires_shared = pytest.mark.skipif(
-    not QD_FIXTURES.is_dir(), reason=f"real raw samples not found at {SHARED_FIXTURES} (only in the project checkout)"
-)
+DATA = Path(__file__).resolve().parent / "data"  # small real raw samples; origin and licences in data/ORIGIN.md
+QD_FIXTURES = DATA / "quickdraw"
 
 
 @pytest.fixture(autouse=True)

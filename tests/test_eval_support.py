@@ -1,8 +1,8 @@
 """Shared helpers of the evaluator tests (``tests/test_eval_*.py``): releases of every source, eval-extra checks.
 
 ``build_source_release`` builds a small release of any of the seven sources: QuickDraw from its bundled sample,
-the others from the fake raw trees their own test modules generate (ChangeIt needs ``../shared/fixtures`` and
-skips without it).
+the others from the raw trees their own test modules generate (ChangeIt's from the real annotation samples in
+``tests/data``).
 """
 
 from __future__ import annotations
@@ -60,10 +60,8 @@ def build_source_release(base: Path, source: str) -> Path:
 
         return _build(source, make_tree(base / "raw"), out, per_class=3)
     if source == "changeit":
-        from changeit_raw import FIXTURES, make_raw
+        from changeit_raw import make_raw
 
-        if not FIXTURES.is_dir():
-            pytest.skip(f"real ChangeIt annotation samples not found at {FIXTURES} (../shared/fixtures)")
         return _build(source, make_raw(base / "raw"), out)
     if source == "coco":
         from coco_raw import varied_tree

@@ -3,7 +3,7 @@ official environment against our replay, determinism, and bad input.
 
 Raw inputs are synthesised in the exact original layouts (ImageNet pictures cannot be redistributed): the
 published tree ``<corruption>/<severity>/<wnid>/ILSVRC2012_val_XXXXXXXX.JPEG`` and clean ``<wnid>/<file>``
-folders. The real class list in ``../shared/fixtures/imagenet_c`` is used where present.
+folders. The real class list is in ``tests/data/imagenet_c``.
 """
 
 from __future__ import annotations
@@ -40,10 +40,7 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures" / "imagenet_c"
-requires_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"real ImageNet class list not found at {FIXTURES} (only in the project checkout)")
+FIXTURES = Path(__file__).resolve().parent / "data" / "imagenet_c"
 NAME = "ImageNet-C"
 JSONL = f"{NAME}_preprocessed.jsonl"
 
@@ -138,7 +135,6 @@ def corruption_of(rec: dict) -> str:
 # ------------------------------------------------------------------------------------------------ class table
 
 
-@requires_fixtures
 def test_class_table_matches_the_timm_lists() -> None:
     lines = [tuple(line.rstrip("\n").split("\t")) for line in
              (FIXTURES / "imagenet1k_synset_to_lemma.txt").read_text(encoding="utf-8").splitlines()]
