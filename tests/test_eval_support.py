@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+try:
+    from conftest import EVAL_HINT
+except ImportError:  # tests/ imported as a package
+    from tests.conftest import EVAL_HINT
 from pb_build.builders import REGISTRY
 from pb_build.episode import Episode
 from pb_build.writers.native import from_row, read_rows
@@ -93,7 +97,7 @@ def eval_extra_missing() -> str | None:
     """Why the eval extra cannot be used (None when torch and transformers import)."""
     for name in ("torch", "transformers"):
         if importlib.util.find_spec(name) is None:
-            return f"{name} is not installed (pip install -e '.[eval]')"
+            return f"{name} is not installed: {EVAL_HINT}"
     return None
 
 

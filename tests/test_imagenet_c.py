@@ -36,8 +36,10 @@ from pb_build.writers.native import from_row, read_rows
 from pb_build.writers.release import SourceJob, build_release
 
 try:
+    from conftest import IMAGECORRUPTIONS_PROBLEM
     from official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 except ImportError:  # tests/ imported as a package
+    from tests.conftest import IMAGECORRUPTIONS_PROBLEM
     from tests.official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 
 FIXTURES = Path(__file__).resolve().parent / "data" / "imagenet_c"
@@ -50,7 +52,7 @@ try:
 except PbBuildError as exc:
     ENGINE_PROBLEM = str(exc)
 requires_engine = pytest.mark.skipif(ENGINE_PROBLEM is not None, reason=f"corruption engine unavailable: "
-                                     f"{ENGINE_PROBLEM}")
+                                     f"{IMAGECORRUPTIONS_PROBLEM or ENGINE_PROBLEM}")
 
 TENCH, CRANE_BIRD, CRANE_MACHINE = "n01440764", "n02012849", "n03126707"
 MAILLOT, TANK_SUIT, GOLDFISH = "n03710637", "n03710721", "n01443537"
@@ -295,7 +297,7 @@ def tree_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
 @pytest.fixture(scope="module")
 def clean_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     if ENGINE_PROBLEM:
-        pytest.skip(f"corruption engine unavailable: {ENGINE_PROBLEM}")
+        pytest.skip(f"corruption engine unavailable: {IMAGECORRUPTIONS_PROBLEM or ENGINE_PROBLEM}")
     base = tmp_path_factory.mktemp("inc-clean")
     return _release(base / "release", make_clean(base / "raw"), inc.Config(per_class=2, image_size=48), "clean")
 
@@ -551,8 +553,6 @@ def test_classes_and_corruptions_options(tmp_path: Path) -> None:
         inc.plan(tree, inc.Config(corruptions="snow,fog"), None)
     with pytest.raises(PbBuildError, match=f"no class folder for wnid.*{MAILLOT}"):
         inc.plan(tree, inc.Config(classes=MAILLOT), None)
-    with pytest.raises(BadRecord, match="tree/fog: 'fog' is not a WordNet id folder"):
-        inc.plan(tree, inc.Config(layout="clean"), None)
     only_fog = make_tree(tmp_path / "fog", corruptions=("fog",), wnids=(TENCH,), per_class=1)
     with pytest.raises(PbBuildError, match="no folder for any of the 16 'benchmark' corruptions"):
         inc.plan(only_fog, inc.Config(), None)
@@ -561,6 +561,13 @@ def test_classes_and_corruptions_options(tmp_path: Path) -> None:
         inc.plan(tmp_path / "empty", inc.Config(), None)
     with pytest.raises(PbBuildError, match="does not exist"):
         inc.plan(tmp_path / "nope", inc.Config(), None)
+
+
+@requires_engine  # a clean layout regenerates corruptions, so the engine is checked before the folders
+def test_clean_layout_on_a_corrupted_tree_names_the_folder(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", corruptions=("fog",), wnids=(TENCH,), per_class=1)
+    with pytest.raises(BadRecord, match="tree/fog: 'fog' is not a WordNet id folder"):
+        inc.plan(tree, inc.Config(layout="clean"), None)
 
 
 @pytest.mark.parametrize(("kwargs", "flag"), [
