@@ -96,17 +96,7 @@ def official_problem() -> str | None:
         return problem
     if not python.exists():
         return f"{python} does not exist"
-    try:
-        proc = subprocess.run(
-            [str(python), "-c", "import proactivebench.environment, PIL"],
-            capture_output=True, text=True, timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{python}: {exc}"
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return f"{python} cannot import proactivebench.environment: {last}"
-    return None
+    return run_steps([[str(python), "-c", "import proactivebench.environment, PIL"]])
 
 
 def official_available() -> bool:

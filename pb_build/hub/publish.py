@@ -73,9 +73,9 @@ class PushPlan:
         for rel in self.additions:
             uploads[folder_of(rel)]["files"] += 1
             uploads[folder_of(rel)]["bytes"] += self.sizes[rel]
-        deletions: dict[str, int] = defaultdict(int)
+        deletions: dict[str, dict[str, int]] = defaultdict(lambda: {"files": 0})
         for rel in self.deletions:
-            deletions[folder_of(rel)] += 1
+            deletions[folder_of(rel)]["files"] += 1
         return {
             "repo": repo_id, "tag": self.tag, "version": self.tag[1:], "dry_run": dry_run,
             "create_repo": self.create_repo, "commit": self.commit,
@@ -285,20 +285,21 @@ def _print_plan(plan: PushPlan, repo_id: str, echo: Echo, verbose: bool) -> None
         echo(f"would create dataset repo {repo_id}")
     echo(f"would upload {len(plan.additions)} file(s), {_size(summary['upload']['bytes'])} "
          f"({len(plan.unchanged)} unchanged):")
-    if verbose:
-        for p in plan.additions:
-            echo(f"  + {p}")
-    else:
-        for folder, n in summary["upload"]["folders"].items():
-            echo(f"  + {folder:32s} {n['files']:6d} file(s) {_size(n['bytes']):>10s}")
+    _print_files("+", plan.additions, summary["upload"]["folders"], echo, verbose)
     echo(f"would delete {len(plan.deletions)} file(s)" + (":" if plan.deletions else ""))
-    if verbose:
-        for p in plan.deletions:
-            echo(f"  - {p}")
-    else:
-        for folder, count in summary["delete"]["folders"].items():
-            echo(f"  - {folder:32s} {count:6d} file(s)")
+    _print_files("-", plan.deletions, summary["delete"]["folders"], echo, verbose)
     echo(f"would tag the commit {plan.tag}" + ("" if verbose else " (--verbose lists every path)"))
+
+
+def _print_files(sign: str, paths: list[str], folders: dict[str, dict[str, int]], echo: Echo, verbose: bool) -> None:
+    """Every path (``verbose``), or one line per folder with its file count (and bytes, when known)."""
+    if verbose:
+        for rel in paths:
+            echo(f"  {sign} {rel}")
+        return
+    for folder, n in folders.items():
+        size = f" {_size(n['bytes']):>10s}" if "bytes" in n else ""
+        echo(f"  {sign} {folder:32s} {n['files']:6d} file(s){size}")
 
 
 def _size(n: int) -> str:
