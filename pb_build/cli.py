@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 import time
 from pathlib import Path
@@ -17,9 +18,18 @@ from pb_build.errors import PbBuildError
 from pb_build.eval.cli import attach as attach_eval
 
 
-def _fail(err: BaseException) -> None:
+def _fail(err: BaseException, code: int = 1) -> None:
     click.echo(f"error: {err}", err=True)
-    sys.exit(1)
+    sys.exit(code)
+
+
+def exit_code(err: PbBuildError) -> int:
+    """2 for a bad command-line value, 1 for any other failure (0 is success), like click's usage errors.
+
+    A message about an option's value starts with the option (``--per-class must be at least 1``); messages about
+    files or data start with the path, so a value error in a recipe or manifest is a failure (1), not usage.
+    """
+    return 2 if str(err).startswith("--") else 1
 
 
 class _Group(click.Group):
@@ -31,7 +41,7 @@ class _Group(click.Group):
         except PbBuildError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            _fail(err)
+            _fail(err, exit_code(err))
         except OSError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -41,7 +51,7 @@ class _Group(click.Group):
             sys.exit(130)
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pb-build")
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 @click.pass_context
@@ -50,12 +60,28 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _sources_json() -> list[dict[str, str]]:
+    return [{"name": name, "official_name": s.info.official_name, "alias": s.official.alias, "version": s.VERSION,
+             "origin": s.origin, "licence": s.info.licence} for name, s in sorted(REGISTRY.items())]
+
+
 @main.command("list")
-def list_sources() -> None:
+@_json
+def list_sources(as_json: bool) -> None:
     """List the registered sources, where each comes from, and sources that failed to register."""
-    for name, source in sorted(REGISTRY.items()):
-        click.echo(f"{name:12s} {source.info.official_name:28s} {source.official.alias:6s} v{source.VERSION:8s} "
-                   f"{source.origin:16s} {source.info.licence}")
+    if as_json:
+        _echo_json(_sources_json())
+    else:
+        for name, source in sorted(REGISTRY.items()):
+            click.echo(f"{name:12s} {source.info.official_name:28s} {source.official.alias:6s} "
+                       f"v{source.VERSION:8s} {source.origin:16s} {source.info.licence}")
     for message in REGISTRY.errors.values():
         click.echo(f"error: {message}", err=True)
     if REGISTRY.errors:
@@ -133,11 +159,15 @@ attach_eval(main)
 @main.command()
 @click.argument("release", type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def verify(release: Path, quiet: bool) -> None:
+@_json
+def verify(release: Path, quiet: bool, as_json: bool) -> None:
     """Check a release: schemas, frames, checksums and an oracle replay of every episode."""
     from pb_build.verify import verify_release
 
     result = verify_release(release, progress=not quiet)
+    if as_json:
+        _echo_json(_verify_json(release, result))
+        sys.exit(1 if result.problems else 0)
     click.echo(result.table())
     if result.problems:
         click.echo(f"{len(result.problems)} problem(s):", err=True)
@@ -147,12 +177,21 @@ def verify(release: Path, quiet: bool) -> None:
     click.echo(f"OK: {release} verified")
 
 
+def _verify_json(release: Path, result: Any) -> dict[str, Any]:
+    sources = [{**dataclasses.asdict(s), "oracle_accuracy": s.oracle_correct / s.rows if s.rows else None}
+               for s in result.sources]
+    return {"release": str(release), "ok": not result.problems, "sources": sources,
+            "checked_files": result.checked_files, "problems": result.problems}
+
+
 _raw_pairs = click.option("--raw", "raw_pairs", multiple=True, metavar="SOURCE=DIR",
                           help="Raw folder for a source (overrides the recipe or manifest); repeatable.")
 _out = click.option("--out", type=click.Path(path_type=Path), required=True, help="Release folder to write.")
 _workers = click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: CPUs].")
 _overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing release at --out.")
 _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
+_version = click.option("--version", required=True, metavar="X.Y.Z",
+                        help="Release version (vX.Y.Z accepted); the tag is vX.Y.Z.")
 _cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB_BUILD_CACHE",
                       help="Download cache [default: ~/.cache/pb-build].")
 
@@ -224,29 +263,38 @@ _token = click.option("--token", envvar="HF_TOKEN", show_envvar=False,
 @main.command()
 @click.argument("release", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--repo", "repo_id", required=True, metavar="NAMESPACE/NAME", help="Dataset repo on the Hub.")
-@click.option("--version", required=True, metavar="X.Y.Z", help="Release version; tagged vX.Y.Z, never moved.")
+@_version
 @click.option("--private", is_flag=True, help="Create the repo private (only when it does not exist yet).")
-@click.option("--dry-run", is_flag=True, help="Print the planned additions, deletions and tag; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would be uploaded and deleted, per folder; write nothing.")
+@click.option("--verbose", is_flag=True, help="With --dry-run: list every path.")
+@_quiet
+@_json
 @_token
-def push(release: Path, repo_id: str, version: str, private: bool, dry_run: bool, token: str | None) -> None:
-    """Publish RELEASE to the Hub as one commit, then tag it vX.Y.Z and verify the remote files."""
+def push(release: Path, repo_id: str, version: str, private: bool, dry_run: bool, verbose: bool, quiet: bool,
+         as_json: bool, token: str | None) -> None:
+    """Publish RELEASE to the Hub as one commit, then tag it vX.Y.Z (never moved) and verify the remote files."""
     from pb_build.hub.publish import push as run_push
 
-    run_push(release, repo_id, version, private=private, dry_run=dry_run, token=token, echo=click.echo)
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    plan = run_push(release, repo_id, version, private=private, dry_run=dry_run, token=token, echo=echo,
+                    progress=not quiet, verbose=verbose)
+    if as_json:
+        _echo_json(plan.summary(repo_id, dry_run))
 
 
 @main.command()
 @click.option("--repo", "repo_id", required=True, metavar="NAMESPACE/NAME", help="Dataset repo on the Hub.")
-@click.option("--version", required=True, metavar="X.Y.Z", help="The version to download.")
+@_version
 @_out
 @_overwrite
+@_quiet
 @_token
-def pull(repo_id: str, version: str, out: Path, overwrite: bool, token: str | None) -> None:
+def pull(repo_id: str, version: str, out: Path, overwrite: bool, quiet: bool, token: str | None) -> None:
     """Download a pinned release into a folder that works offline (and in the official package)."""
     from pb_build.hub.pull import pull as run_pull
 
-    folder = run_pull(repo_id, version, out, token=token, overwrite=overwrite)
-    click.echo(f"pulled {repo_id} v{version} to {folder}; verified against SHA256SUMS")
+    folder = run_pull(repo_id, version, out, token=token, overwrite=overwrite, progress=not quiet)
+    click.echo(f"pulled {repo_id} v{version.removeprefix('v')} to {folder}; verified against SHA256SUMS")
 
 
 from pb_build.visual.cli import attach as attach_visual  # noqa: E402  (kept at the end: one hunk in a shared file)

@@ -1,6 +1,6 @@
 """ChangeIt: raw readers, the episode construction, releases, the official environment, determinism and bad input.
 
-Raw folders use the real annotation samples of ``../shared/fixtures/changeit`` (skipped when absent) plus a few
+Raw folders use the real annotation samples of ``tests/data/changeit`` plus a few
 synthetic annotations, with short flat-colour videos written by OpenCV whose length matches each annotation and
 whose frames encode their index (``tests/changeit_raw.py``), so the exported frames can be checked against the
 video frame they must show.
@@ -55,11 +55,6 @@ REWIND = "Rewind the video."
 ABSTAINS = set(cit.ABSTAIN)
 
 
-requires_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"real ChangeIt annotation samples not found at {FIXTURES} (../shared/fixtures)"
-)
-
-
 def build(raw_dir: Path, out: Path, workers: int = 1, skip_bad: bool = False, **config: Any) -> list:
     job = SourceJob(cit, cit.Config(**config), raw_dir)
     return build_release(out, [job], workers=workers, skip_bad=skip_bad, progress=False)
@@ -90,7 +85,6 @@ def test_object_names_and_category_strings() -> None:
     assert category_string("Rubik's Cube Solving") == "Rubik's cube solving."
 
 
-@requires_fixtures
 def test_all_real_categories_give_valid_distinct_strings() -> None:
     cats = raw.read_categories(FIXTURES)
     assert len(cats) == 44 and cats[6].dir_name == "box" and cats[6].action_name == "Gift/Box Wrapping"
@@ -160,7 +154,6 @@ def test_frame_index_rounds_half_up_and_clamps() -> None:
     assert raw.frame_index(0.0, 30.0, 5) == 0
 
 
-@requires_fixtures
 def test_real_annotations_parse_with_non_monotonic_labels() -> None:
     for (category, youtube_id), seconds in REAL.items():
         path = FIXTURES / "annotations" / category / f"{youtube_id}.fps1.csv"
@@ -190,8 +183,6 @@ def test_fetch_says_where_to_get_the_data(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def raw_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"real ChangeIt annotation samples not found at {FIXTURES} (../shared/fixtures)")
     return make_raw(tmp_path_factory.mktemp("cit-raw"))
 
 
@@ -286,7 +277,6 @@ def test_same_seed_same_bytes_other_seed_differs(raw_tree: Path, release: Path, 
     assert [r["prompt"] for r in records(release)] != [r["prompt"] for r in records(tmp_path / "other")]
 
 
-@requires_fixtures
 def test_other_rate_external_video_dir_and_one_question(tmp_path: Path) -> None:
     raw_dir = make_raw(tmp_path)
     videos = tmp_path / "elsewhere"
@@ -518,7 +508,6 @@ BAD_KINDS = ["rows out of order", "rows not from 0", "unknown label", "not integ
              "video missing", "video does not open", "video ends early", "truncated video"]
 
 
-@requires_fixtures
 @pytest.mark.parametrize("kind", BAD_KINDS)
 def test_bad_input_is_one_clear_error_and_nothing_is_written(kind: str, tmp_path: Path) -> None:
     raw_dir = _only_bacon(tmp_path / "in")
@@ -534,7 +523,6 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(kind: str, tmp_path
     assert list(out.parent.iterdir()) == []
 
 
-@requires_fixtures
 def test_skip_bad_counts_every_bad_record(tmp_path: Path) -> None:
     raw_dir = make_raw(tmp_path / "in")
     apple = raw_dir / "annotations" / "apple"

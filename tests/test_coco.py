@@ -2,7 +2,7 @@
 
 Raw inputs are built in the exact published layout (``annotations/instances_val2014.json`` as one JSON line with
 the published key order, ``val2014/COCO_val2014_<id>.jpg``, or the two published zips) with images synthesised
-at the annotated sizes (``tests/coco_raw.py``); the real annotation sample in ``../shared/fixtures/coco2014`` is
+at the annotated sizes (``tests/coco_raw.py``); the real annotation sample in ``tests/data/coco2014`` is
 used where present. The official environment (``COCO2014Environment``, Python 3.12) is driven over every exported
 record by oracle, always-proactive, abstain, first-answer, reference and many raw-answer sequences; for every
 turn its crop box, view size and view pixels are compared with the view our replay shows from the native parquet.
@@ -47,8 +47,6 @@ except ImportError:  # tests/ imported as a package
     from tests.official import replay_job, requires_official, run_official_report
 
 NAME = "coco2014"
-requires_shared_coco = pytest.mark.skipif(not FIXTURE.is_file(), reason=f"real COCO annotation sample not found at "
-                                          f"{FIXTURE} (../shared/fixtures from the repo root)")
 
 
 def build(raw_dir: Path, out: Path, workers: int = 1, skip_bad: bool = False, **config: Any) -> Path:
@@ -176,7 +174,6 @@ def test_reader_keeps_exactly_one_non_crowd_annotation(tmp_path: Path) -> None:
         == (img.width, img.height)
 
 
-@requires_shared_coco
 def test_reader_on_the_real_annotation_sample(tmp_path: Path) -> None:
     body = json.loads(FIXTURE.read_text())
     assert list(body) == ["info", "images", "licenses", "annotations", "categories"]
@@ -734,7 +731,6 @@ def test_spec_traces_in_the_official_environment(tmp_path: Path) -> None:
 
 
 @requires_official
-@requires_shared_coco
 def test_real_annotation_sample_builds_and_runs_officially(tmp_path: Path) -> None:
     """The real sample: 99 of its 100 annotations name images outside the sample (dangling); with --skip-bad the one
     single-object image (173350, a dog) is built, with an image synthesised at its annotated 640x480."""

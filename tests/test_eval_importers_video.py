@@ -1,7 +1,7 @@
 """Official-layout importers of ROD, VSOD and ChangeIt: round trip, oracle, loader, failures, official agreement.
 
 For each source a small release is built from the fake raw trees of the source's own tests
-(``test_eval_support.build_source_release``; ChangeIt needs ``../shared/fixtures`` and skips without it). Every
+(``test_eval_support.build_source_release``; ChangeIt with the real annotation samples of ``tests/data``). Every
 official record is imported and must equal the release's native episode (``meta`` aside; the official files by
 path and by the bytes on disk); the oracle replays the imported episodes to 100%; a bare copy of ``test/`` loads
 through ``pb_build.eval.data.load`` and scores like the release; a missing frame fails its record only. The

@@ -11,9 +11,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import EVAL_HINT
 
-pytest.importorskip("torch", reason="the evaluator's model tests need the eval extra: pip install -e '.[eval]'")
-pytest.importorskip("transformers", reason="the evaluator's model tests need the eval extra: pip install -e '.[eval]'")
+pytest.importorskip("torch", reason=f"the evaluator's model tests need torch: {EVAL_HINT}")
+pytest.importorskip("transformers", reason=f"the evaluator's model tests need transformers: {EVAL_HINT}")
 
 from click.testing import CliRunner  # noqa: E402
 

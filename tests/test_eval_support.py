@@ -1,8 +1,8 @@
 """Shared helpers of the evaluator tests (``tests/test_eval_*.py``): releases of every source, eval-extra checks.
 
 ``build_source_release`` builds a small release of any of the seven sources: QuickDraw from its bundled sample,
-the others from the fake raw trees their own test modules generate (ChangeIt needs ``../shared/fixtures`` and
-skips without it).
+the others from the raw trees their own test modules generate (ChangeIt's from the real annotation samples in
+``tests/data``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+try:
+    from conftest import EVAL_HINT
+except ImportError:  # tests/ imported as a package
+    from tests.conftest import EVAL_HINT
 from pb_build.build import SourceJob, build_release
 from pb_build.builders import REGISTRY
 from pb_build.episode import Episode
@@ -60,10 +64,8 @@ def source_job(base: Path, source: str) -> SourceJob:
 
         return _job(source, make_tree(base / "raw"), per_class=3)
     if source == "changeit":
-        from changeit_raw import FIXTURES, make_raw
+        from changeit_raw import make_raw
 
-        if not FIXTURES.is_dir():
-            pytest.skip(f"real ChangeIt annotation samples not found at {FIXTURES} (../shared/fixtures)")
         return _job(source, make_raw(base / "raw"))
     if source == "coco":
         from coco_raw import varied_tree
@@ -102,7 +104,7 @@ def eval_extra_missing() -> str | None:
     """Why the eval extra cannot be used (None when torch and transformers import)."""
     for name in ("torch", "transformers"):
         if importlib.util.find_spec(name) is None:
-            return f"{name} is not installed (pip install -e '.[eval]')"
+            return f"{name} is not installed: {EVAL_HINT}"
     return None
 
 

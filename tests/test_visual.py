@@ -1,7 +1,7 @@
 """Seeing the data: contact sheets, the static gallery (opened in headless Chromium), card assets and reports.
 
 Releases are built in the tests: the bundled QuickDraw sample, and one release holding every source whose
-synthetic raw tree is available (ChangeIt needs ``../shared/fixtures``). Runs are made with ``pb-build eval``
+synthetic raw tree is available. Runs are made with ``pb-build eval``
 and scripted policies.
 """
 
@@ -36,10 +36,7 @@ def run(*args: object) -> tuple[int, str]:
 
 
 def _sources() -> list[str]:
-    from changeit_raw import FIXTURES
-
-    names = ["quickdraw", "rod", "vsod", "mvp-n", "imagenet-c", "coco"]
-    return names + (["changeit"] if FIXTURES.is_dir() else [])
+    return ["quickdraw", "rod", "vsod", "mvp-n", "imagenet-c", "coco", "changeit"]
 
 
 @pytest.fixture(scope="module")
