@@ -656,7 +656,7 @@ def test_frames_that_do_not_decode(mm20, tmp_path):
     frame = seg_dir(raw_dir, "Data", "seg_e") / "frame_003.jpg"
     good = frame.read_bytes()
     frame.write_bytes(b"not an image at all")
-    expect_bad(raw_dir, labels, tmp_path, r"seg_e/frame_003\.jpg: frame does not decode")
+    expect_bad(raw_dir, labels, tmp_path, r"seg_e/frame_003\.jpg: image does not decode")
     frame.write_bytes(good[: len(good) * 2 // 3])
     expect_bad(raw_dir, labels, tmp_path, r"seg_e/frame_003\.jpg: .*(truncated JPEG|does not decode)")
     for workers in (1, 2):

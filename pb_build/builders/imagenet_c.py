@@ -45,6 +45,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pb_build import imageio
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
@@ -297,11 +298,7 @@ def _frames(sample: Sample, key: str, config: Config) -> tuple[bytes, ...]:
     image = sample.image
     if isinstance(image, raw.TreeImage):
         return tuple(raw.read_image(image.paths[level - 1]) for level in levels)
-    try:
-        data = Path(image.path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(image.path, f"cannot read: {exc.strerror or exc}") from None
-    clean = raw.resize_center_crop(raw.decode_rgb(data, image.path), config.image_size)
+    clean = raw.resize_center_crop(raw.decode_rgb(imageio.read_bytes(image.path), image.path), config.image_size)
     out = []
     for level in levels:
         seed = int(sample_rng(config.seed, name, f"{key}/severity{level}").integers(2**32))

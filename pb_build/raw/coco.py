@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.raw.download import cache_root, download
 
@@ -360,18 +361,16 @@ def read_image(src: Source) -> bytes:
 
 
 def image_header(src: Source) -> tuple[int, int]:
-    """(width, height) read from the image header only; a missing or unidentifiable image is a BadRecord."""
-    from PIL import Image, UnidentifiedImageError
-
+    """(width, height) read from the image header only (size limits checked); a missing, unidentifiable or
+    oversized image is a BadRecord."""
     try:
-        with _open_source(src) as handle, Image.open(handle) as img:
-            return img.size
+        with _open_source(src) as handle:
+            width, height, _ = imageio.probe(handle, str(src))
     except FileNotFoundError:
         raise BadRecord(str(src), "image file is missing") from None
-    except UnidentifiedImageError:
-        raise BadRecord(str(src), "not an image file PIL can identify") from None
     except OSError as exc:
-        raise BadRecord(str(src), f"cannot read the image header: {exc}") from None
+        raise BadRecord(str(src), f"cannot read the image header: {exc.strerror or exc}") from None
+    return width, height
 
 
 # --------------------------------------------------------------------------------------------- fetching
