@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -80,14 +79,14 @@ def _open(data: bytes | IO[bytes], where: str | Path) -> Any:
 
     if isinstance(data, bytes | bytearray) and not data:
         raise BadRecord(where, "image file is empty")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data) if isinstance(data, bytes | bytearray) else data)
-    except Image.DecompressionBombError as exc:  # Pillow's own limit (2 x 89 MP) fires inside open()
-        raise BadRecord(where, f"image declares too many pixels ({_first_line(exc)})") from None
+        Image.MAX_IMAGE_PIXELS = None  # our own limit is checked below, with a clearer message
+        img = Image.open(io.BytesIO(data) if isinstance(data, bytes | bytearray) else data)
     except Exception as exc:  # Pillow raises many types on a bad header (OSError, SyntaxError, ValueError, ...)
         raise BadRecord(where, f"image does not decode: {_cause(exc)}") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     try:
         check_size(img.width, img.height, where)
     except BadRecord:

@@ -376,6 +376,13 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
 
 
+def _forge_size(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\xff\xc0")  # baseline SOF0: length, precision, height, width
+    data[at + 5:at + 9] = (30000).to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+
+
 BAD_CASES = {
     # name: (damage, file named in the error (relative to raw), cause, sweeps lost, skipped records)
     "unparseable name": (lambda r: (r / "banana" / "IMG_0042.jpg").write_bytes(b"x"), "banana/IMG_0042.jpg",
@@ -394,6 +401,8 @@ BAD_CASES = {
                                     positions=range(5, 6))], f"cup/{CUP}-s0.jpg", "mixes file types .jpg, .png", 1, 1),
     "garbage image": (lambda r: (r / "cup" / f"{CUP}-s4.jpg").write_bytes(b"\xff\xd8 not a jpeg"),
                       f"cup/{CUP}-s4.jpg", "image does not decode", 1, 1),
+    "forged 30000x30000 header": (lambda r: _forge_size(r / "cup" / f"{CUP}-s7.jpg"), f"cup/{CUP}-s7.jpg",
+                                  "image declares 30000x30000 pixels, over the limit", 1, 1),
     "truncated image": (lambda r: _truncate(r / "banana" / f"{BANANA}-s9.jpg"), f"banana/{BANANA}-s9.jpg",
                         "image does not decode", 1, 1),
     "class folder contradicts name": (lambda r: make_sweep(r, "natural_redbl_x-plate", "vase"),
