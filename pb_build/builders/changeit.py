@@ -53,6 +53,7 @@ from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.matching import normalise_text
+from pb_build.names import check_inside
 from pb_build.raw import changeit as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -334,6 +335,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     notes: dict[str, object] = {"pool_version": POOL_VERSION, "dropped": dropped}
     if external:
         notes["external_videos"] = external
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
 
 

@@ -96,6 +96,7 @@ from pb_build.builders.coco_geometry import (
 )
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 from pb_build.errors import BadRecord, PbBuildError
+from pb_build.names import check_inside
 from pb_build.raw import coco as raw
 from pb_build.seeding import sample_rank, sample_rng
 from pb_build.strings import category_string
@@ -261,6 +262,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
              "rules": {"min_side": MIN_SIDE, "min_box_side": MIN_BOX_SIDE, "min_box_area": MIN_BOX_AREA,
                        "cut_cardinal": list(CUT_CARDINAL), "cut_two_axes": list(CUT_TWO_AXES),
                        "near": list(NEAR), "max_iou": MAX_IOU}}
+    check_inside(raw_dir, layout.raw_files + image_files)
     return Plan(units=units, raw_files=layout.raw_files + sorted(image_files), raw_root=raw_dir, notes=notes)
 
 

@@ -49,6 +49,7 @@ from pb_build import imageio
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build.names import check_inside
 from pb_build.raw import imagenet_c as raw
 from pb_build.raw.imagenet_classes import SYNSETS
 from pb_build.seeding import draw, pick, sample_rank, sample_rng, shuffled
@@ -228,6 +229,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         notes["frames"] = (f"regenerated with imagecorruptions from clean images: Resize({resize}) + "
                            f"CenterCrop({config.image_size}), JPEG quality {config.jpeg_quality}, optimize")
     notes["corruptions"] = list(used)
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
 
 

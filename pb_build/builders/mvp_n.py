@@ -53,6 +53,7 @@ from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import PbBuildError
 from pb_build.manifests.provenance import sha256_file
+from pb_build.names import check_inside
 from pb_build.raw import mvp_n as raw
 from pb_build.seeding import pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -225,6 +226,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "sets_found": found,
         "excluded_no_uninformative_view": excluded,
     }
+    check_inside(raw_dir, raw_files)
     return Plan(units=units, raw_files=raw_files, raw_root=raw_dir, notes=notes)
 
 

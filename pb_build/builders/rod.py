@@ -49,6 +49,7 @@ from pb_build import imageio
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build.names import check_inside
 from pb_build.raw import rod as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -179,6 +180,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "frames": "raw bytes" if config.max_side == 0 else f"JPEG q{config.jpeg_quality}, longer side <= "
                                                             f"{config.max_side}",
     }
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=sorted(files, key=lambda p: p.relative_to(raw_dir).as_posix()),
                 raw_root=raw_dir, notes=notes)
 

@@ -60,6 +60,7 @@ from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.manifests.provenance import sha256_file
 from pb_build.matching import normalise_text
+from pb_build.names import check_inside
 from pb_build.raw import vsod as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -323,6 +324,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "ineligible_segments": ineligible,
         "unlabelled_segments": len(known - set(by_segment)),
     }
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
 
 
