@@ -193,8 +193,9 @@ def test_occluder_table_lookup_order(tmp_path: Path) -> None:
     assert raw.describe(sweep("natural_greenr_bluebl-cup"), table) == ("green rubber ring", "table:greenr")
     assert raw.describe(sweep("natural_redcb_greenr-cup"), table) == ("red cardboard", "built-in")
     assert raw.describe(sweep(BANANA), None) == ("blue blocks", "built-in")
-    with pytest.raises(BadRecord, match=r"natural_greenr_bluebl-cup-s\*: cannot describe occluder token 'greenr'"):
-        raw.describe(sweep("natural_greenr_bluebl-cup"), None)
+    assert raw.describe(sweep("natural_greenr_bluebl-cup"), None) == ("occluder", "neutral")
+    bom = write_table(tmp_path / "bom.tsv", "\ufeffgreenr\tgreen rubber ring\n")
+    assert raw.read_occluder_table(bom).entries == {"greenr": "green rubber ring"}
 
 
 @pytest.mark.parametrize(("text", "line", "cause"), [
@@ -325,9 +326,8 @@ def test_resized_frames(tree: Path, tmp_path: Path) -> None:
 
 def test_occluder_table_in_a_build(tree: Path, tmp_path: Path) -> None:
     make_sweep(tree, "natural_greenr_bluebl-vase", "vase")
-    with pytest.raises(BadRecord, match=r"natural_greenr_bluebl-vase-s\*: cannot describe occluder token 'greenr'"):
-        build(tree, tmp_path / "rel")
-    assert not (tmp_path / "rel").exists()
+    neutral = by_sweep(build(tree, tmp_path / "neutral"))["natural_greenr_bluebl-vase"][1]
+    assert neutral.meta["occluder"] == "occluder" and "Move the occluder to the left." in neutral.options
     table = write_table(tmp_path / "occ.tsv", "greenr\tgreen rubber ring\nbluebl_greenr\tblue and green blocks\n")
     out = build(tree, tmp_path / "rel", occluders=str(table))
     assert verify_release(out).problems == []

@@ -226,6 +226,7 @@ def _bad(bad: BadRecord, on_bad: OnBad) -> None:
 # ------------------------------------------------------------------------------------------------ occluders
 
 # Built-in description rule for one occluder token: <colour><kind>, e.g. "bluebl" -> "blue blocks".
+NEUTRAL_DESCRIPTION = "occluder"  # "Move the occluder to the left."
 COLOURS = ("black", "blue", "brown", "gray", "green", "grey", "orange", "pink", "purple", "red", "white", "yellow")
 KINDS = {"bl": "blocks", "blocks": "blocks", "cb": "cardboard", "cardboard": "cardboard"}
 
@@ -250,7 +251,7 @@ def read_occluder_table(path: Path) -> OccluderTable:
     except OSError as exc:
         raise BadRecord(path, f"cannot read the occluder table: {exc.strerror or exc}") from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a BOM is accepted, as the other user tables do
     except UnicodeDecodeError:
         raise BadRecord(path, "the occluder table is not UTF-8 text") from None
     entries: dict[str, str] = {}
@@ -301,7 +302,8 @@ def describe(sweep: Sweep, table: OccluderTable | None) -> tuple[str, str]:
     The occluder that the options move is named by the first occluder token of the file name (``bluebl`` in
     ``natural_bluebl_greenr``); the remaining tokens are kept in the metadata only. Lookup order:
     1. the table entry for the whole group (``bluebl_greenr``), 2. the table entry for the first token,
-    3. the built-in rule :func:`builtin_description` on the first token.
+    3. the built-in rule :func:`builtin_description` on the first token, 4. :data:`NEUTRAL_DESCRIPTION` (the
+    real archive has tokens such as ``greenr`` whose meaning is unknown; they never fail a build).
     """
     group, first = sweep.group.lower(), sweep.occluders[0].lower()
     if table is not None and group in table.entries:
@@ -310,10 +312,7 @@ def describe(sweep: Sweep, table: OccluderTable | None) -> tuple[str, str]:
         return table.entries[first], f"table:{first}"
     desc = builtin_description(first)
     if desc is None:
-        colours = "/".join(COLOURS[:4]) + "/..."
-        raise BadRecord(sweep.where, f"cannot describe occluder token {sweep.occluders[0]!r}: it is not "
-                                     f"<colour><kind> ({colours} + {'/'.join(KINDS)}); add a line "
-                                     f"'{sweep.occluders[0]}<TAB><description>' to an --occluders table")
+        return NEUTRAL_DESCRIPTION, "neutral"
     return desc, "built-in"
 
 
