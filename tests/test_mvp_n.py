@@ -169,6 +169,20 @@ def test_distractors_are_look_alikes_then_nearest_groups():
 # ------------------------------------------------------------------------------------------------ raw reader
 
 
+def test_reader_accepts_the_real_file_naming(tmp_path: Path):
+    """Real MVP-N files are ``<split>_<class>_<NNNN>_<flag>.png`` (NNNN is not the set folder's number)."""
+    real = {("0000", "0008"): ["test_0000_0004_1", "test_0000_0011_0", "test_0000_0012_0"]}
+    root = make_tree(tmp_path / "r", real)
+    (view_set,) = raw.iter_sets(raw.locate_split(root, "test"))
+    assert [(v.token, v.flag) for v in view_set.views] == [("0004", 1), ("0011", 0), ("0012", 0)]
+    assert raw.view_ids(view_set) == {"0004": 4, "0011": 11, "0012": 12}
+    moved = root / "data" / "test" / "0000" / "0008" / "test_0001_0013_0.png"
+    write_png(moved, 5)
+    with pytest.raises(BadRecord, match=r"test_0001_0013_0\.png: file name says test/0001 but the file lies in "
+                                        r"test/0000/"):
+        list(raw.iter_sets(raw.locate_split(root, "test")))
+
+
 def test_reader_streams_sets_in_sorted_order(tmp_path: Path):
     root = make_tree(tmp_path / "r")
     sets = list(raw.iter_sets(raw.locate_split(root, "test")))
@@ -526,7 +540,7 @@ def _leaves_nothing(tmp_path: Path, out: Path) -> None:
     (lambda s: (s / "0041" / "0001" / "0002_1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
      "data/test/0041/0001/0002_1.png", "image does not decode"),
     (lambda s: write_png(s / "0041" / "0001" / "0004_2.png", 99),
-     "data/test/0041/0001/0004_2.png", "file name is not <view>_<flag>.png"),
+     "data/test/0041/0001/0004_2.png", "file name is not <split>_<class>_<NNNN>_<flag>.png or <view>_<flag>.png"),
     (lambda s: write_png(s / "0041" / "0001" / "0001_1.png", 99),
      "data/test/0041/0001", "view '0001' appears twice (0001_0.png, 0001_1.png)"),
     (lambda s: write_png(s / "0050" / "0001" / "0001_1.png", 99),
