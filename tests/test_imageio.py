@@ -209,3 +209,43 @@ def test_forged_header_costs_little_memory_on_every_source(forge, tmp_path: Path
         assert "30000x30000" in message or "too many pixels" in message, (label, message)
     assert extra_mb < 300
     assert "libpng" not in proc.stderr
+
+
+def test_control_characters_in_coco_categories_and_imagenet_c_file_names(tmp_path: Path) -> None:
+    from pb_build.raw import coco, imagenet_c
+
+    with pytest.raises(ValueError, match=r"name 'Do\\ng' contains the control character"):
+        coco._category({"id": 1, "name": "Do\ng", "supercategory": "animal"}, 0)
+    folder = tmp_path / "n01440764"
+    folder.mkdir()
+    (folder / "ok.JPEG").write_bytes(b"x")
+    (folder / "bad\nname.JPEG").write_bytes(b"x")
+    skipped: list[BadRecord] = []
+    assert imagenet_c.list_images(folder, skipped.append) == ["ok.JPEG"]
+    assert "file name 'bad\\nname.JPEG' contains the control character" in skipped[0].cause
+
+
+def test_symlinks_leaving_raw_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pb_build import names
+
+    raw, outside = tmp_path / "raw", tmp_path / "outside.png"
+    raw.mkdir()
+    outside.write_bytes(b"x")
+    (raw / "inside.png").write_bytes(b"x")
+    (raw / "link.png").symlink_to(outside)
+    (raw / "local-link.png").symlink_to(raw / "inside.png")
+    monkeypatch.delenv(names.FOLLOW_ENV, raising=False)
+    names.check_inside(raw, [raw / "inside.png", raw / "local-link.png", tmp_path / "table.csv"])
+    with pytest.raises(BadRecord, match=r"link\.png: is a symlink leading outside --raw .*--follow-symlinks"):
+        names.check_inside(raw, [raw / "link.png"])
+    monkeypatch.setenv(names.FOLLOW_ENV, "1")
+    names.check_inside(raw, [raw / "link.png"])
+
+
+def test_follow_symlinks_is_a_shared_option() -> None:
+    from click.testing import CliRunner
+
+    from pb_build.cli import main
+
+    for command in ("rod", "vsod", "mvp-n", "coco", "imagenet-c", "quickdraw", "changeit", "build", "rebuild"):
+        assert "--follow-symlinks" in CliRunner().invoke(main, [command, "--help"]).output, command

@@ -39,6 +39,7 @@ from typing import Any
 
 from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError
+from pb_build.names import check_text
 from pb_build.raw.download import cache_root, download
 
 OnBad = Callable[[BadRecord], None] | None
@@ -315,6 +316,10 @@ def _category(obj: Any, index: int) -> Category:
         raise ValueError(f"name must be a string of at least 2 characters without ',', '.', braces: {name!r}")
     if not isinstance(sup, str) or not sup.strip():
         raise ValueError(f"supercategory must be a non-empty string, got {sup!r}")
+    try:
+        check_text(name, "", "name")
+    except BadRecord as bad:
+        raise ValueError(bad.cause) from None
     return Category(_int(obj, "id"), name.strip(), sup.strip(), index)
 
 

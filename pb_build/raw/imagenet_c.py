@@ -52,6 +52,7 @@ import numpy as np
 
 from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError
+from pb_build.names import check_component
 from pb_build.raw.imagenet_classes import SYNSETS
 
 OnBad = Callable[[BadRecord], None] | None
@@ -139,7 +140,10 @@ def list_images(folder: Path, on_bad: OnBad) -> list[str]:
             _bad(BadRecord(path, "file name contains '{' or '}', which the official image template cannot hold"),
                  on_bad)
         else:
-            out.append(e.name)
+            try:
+                out.append(check_component(e.name, path, "file name"))
+            except BadRecord as bad:
+                _bad(bad, on_bad)
     return out
 
 
