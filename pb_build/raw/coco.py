@@ -40,6 +40,7 @@ from typing import Any
 from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.names import check_text
+from pb_build.raw.checksums import check_download
 from pb_build.raw.download import cache_root, download
 
 OnBad = Callable[[BadRecord], None] | None
@@ -401,5 +402,5 @@ def fetch(split: str, cache_dir: Path | None = None, *, base_url: str | None = N
     base = base_url or os.environ.get(URL_ENV) or BASE_URL
     folder = cache_root(cache_dir) / CACHE_SUBDIR
     for file_name, url in archive_urls(split, base).items():
-        download(url, folder / file_name, progress=progress)
+        check_download("coco", file_name, download(url, folder / file_name, progress=progress), url)
     return folder

@@ -44,7 +44,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.raw.download import cache_root, download
+from pb_build.raw.checksums import check_download
+from pb_build.raw.download import cache_root, hub_download
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -318,32 +319,30 @@ def describe(sweep: Sweep, table: OccluderTable | None) -> tuple[str, str]:
 
 # ------------------------------------------------------------------------------------------------- fetching
 
-BASE_URL = "https://huggingface.co/datasets/arielnlee/Realistic-Occlusion-Dataset/resolve/main"
-URL_ENV = "PB_BUILD_ROD_URL"
-# Archive sizes from the Hub metadata (raw-sources.md §5); checked only against the default URL.
-ARCHIVES = (("rod_0.tar.gz", 1_350_865_094), ("rod_1.tar.gz", 1_934_272_362))
+REPO_ID = "arielnlee/Realistic-Occlusion-Dataset"
+REVISION = "main"
+ARCHIVES = ("rod_0.tar.gz", "rod_1.tar.gz")  # sizes (and sha256 once recorded) in checksums/rod.tsv
 CACHE_SUBDIR = Path("rod")
 
 
-def fetch(cache_dir: Path | None = None, *, base_url: str | None = None, progress: bool = True,
-          archives: tuple[tuple[str, int | None], ...] = ARCHIVES) -> Path:
-    """Download and unpack the ROD archives into the cache; returns the folder of unpacked images.
+def fetch(cache_dir: Path | None = None, *, endpoint: str | None = None, progress: bool = True,
+          archives: tuple[str, ...] = ARCHIVES) -> Path:
+    """Download the ROD archives from the Hugging Face Hub and unpack them; returns the folder of images.
 
-    ``base_url`` defaults to ``$PB_BUILD_ROD_URL``, then :data:`BASE_URL`. Each archive is unpacked once into
-    ``<cache>/rod/images/<archive stem>/`` (through a temporary folder, so an interrupted unpack is redone).
+    Downloads go through ``huggingface_hub.hf_hub_download`` (resume, cache, its integrity checks) into
+    ``<cache>/rod/hub``, then are checked against ``checksums/rod.tsv``. ``endpoint`` defaults to the Hub's own
+    (``$HF_ENDPOINT``). Each archive is unpacked once into ``<cache>/rod/images/<archive stem>/`` (through a
+    temporary folder, so an interrupted unpack is redone).
     """
-    base = base_url or os.environ.get(URL_ENV) or BASE_URL
     root = cache_root(cache_dir) / CACHE_SUBDIR
     images = root / "images"
-    for name, size in archives:
-        url = f"{base.rstrip('/')}/{name}"
-        archive = download(url, root / "archives" / name, progress=progress)
-        if base == BASE_URL and size is not None and archive.stat().st_size != size:
-            raise PbBuildError(f"{archive}: {archive.stat().st_size} bytes, expected {size} for {url}; delete it "
-                               "and fetch again")
+    for name in archives:
         target = images / name.removesuffix(".tar.gz")
-        if not target.is_dir():
-            _unpack(archive, target)
+        if target.is_dir():
+            continue
+        archive = hub_download(REPO_ID, name, root / "hub", endpoint=endpoint, progress=progress)
+        check_download("rod", name, archive, f"{REPO_ID}/{name}")
+        _unpack(archive, target)
     return images
 
 
