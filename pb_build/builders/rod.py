@@ -28,9 +28,11 @@ Construction (benchmark.md §3.3, §4.2, §6 ROD; raw layout and name parsing in
   official environment opens that copy (unless the rewrite above redirects it), and so does the native frame.
 * Frames are the raw image bytes unchanged (default) or, with ``--max-side N``, decoded with Pillow (EXIF
   orientation ignored, as the official evaluator's ``PIL.Image.open`` does), shrunk so the longer side is at
-  most N (Lanczos) and re-encoded as JPEG at ``--jpeg-quality``. Every image is decoded with Pillow in either
-  mode (in the default mode only as a check, at 1/8 JPEG scale, which still reads every byte); one that does
-  not decode (corrupt, truncated) is a bad record naming the file.
+  most N (OpenCV INTER_AREA) and re-encoded as JPEG at ``--jpeg-quality``. Every image goes through
+  :mod:`pb_build.imageio` (size limits from the header first; in the default mode decoded only as a check, at
+  1/8 JPEG scale, which still reads every byte); one that does not decode (corrupt, truncated, oversized) is a
+  bad record naming the file. A file whose bytes are not its extension's format, or not 8-bit grey/RGB, is
+  re-encoded.
 * Shortest correct play: 7 moves in either direction reach frame 0, where the answer is accepted (8 turns).
 * Official layout: ``Realistic-Occlusion-Dataset/<class>/<sweep name>-s{image}<ext>`` where ``<class>`` is the
   class name with spaces as ``_`` and ``<ext>`` is ``.jpg`` (JPEG sources or resized frames) or ``.png``.

@@ -40,9 +40,11 @@ Construction (benchmark.md §3-§6, VSOD), per labelled segment:
   plus the missing ones drawn from the answers of the other rows of the same question type (the whole labels
   file, distinct after normalisation). Fewer than 3 candidates is an error naming the row. The 4 categories are
   shuffled once. All draws use the sample's own RNG from (seed, source, key).
-* Frames are copied byte for byte (checked to decode; a JPEG must end with its EOI marker), or with
+* Frames are copied byte for byte (checked to decode through :mod:`pb_build.imageio`; a JPEG must end with its
+  EOI marker; bytes that are not the extension's format, or not 8-bit grey/RGB, are re-encoded), or with
   ``--max-side N`` downscaled so the longer side is at most N pixels (INTER_AREA) and re-encoded as JPEG
-  quality 90. A frame that does not decode fails its samples (``--skip-bad`` counts them).
+  quality 90. A frame that does not decode or is over the size limits fails its samples (``--skip-bad`` counts
+  them).
 
 Size: each native row embeds every frame of its segment, so a segment with q questions is stored q times in
 the parquet shards (about q x frames x frame size, e.g. 3 x 230 x 60 KB = 41 MB); the official layout stores
