@@ -39,7 +39,7 @@ from typing import Any
 
 from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.names import check_text
+from pb_build.names import check_component, check_text
 from pb_build.raw.checksums import check_download
 from pb_build.raw.download import cache_root, download
 
@@ -317,19 +317,24 @@ def _category(obj: Any, index: int) -> Category:
         raise ValueError(f"name must be a string of at least 2 characters without ',', '.', braces: {name!r}")
     if not isinstance(sup, str) or not sup.strip():
         raise ValueError(f"supercategory must be a non-empty string, got {sup!r}")
+    _as_value_error(check_text, name, "name")
+    return Category(_int(obj, "id"), name.strip(), sup.strip(), index)
+
+
+def _as_value_error(check: Callable[[str, str, str], str], value: str, field: str) -> None:
+    """Run a :mod:`pb_build.names` check; its problem becomes the ValueError the entry readers report."""
     try:
-        check_text(name, "", "name")
+        check(value, "", field)
     except BadRecord as bad:
         raise ValueError(bad.cause) from None
-    return Category(_int(obj, "id"), name.strip(), sup.strip(), index)
 
 
 def _image(obj: Any, index: int) -> CocoImage:
     obj = _require(obj, IMAGE_KEYS)
     file_name = obj["file_name"]
-    if (not isinstance(file_name, str) or not file_name or "/" in file_name or "\\" in file_name
-            or file_name.startswith(".") or any(c in file_name for c in "{}")):
+    if not isinstance(file_name, str) or file_name.startswith(".") or any(c in file_name for c in "{}"):
         raise ValueError(f"file_name must be a plain file name, got {file_name!r}")
+    _as_value_error(check_component, file_name, "file_name")
     licence = obj.get("license")
     return CocoImage(
         id=_int(obj, "id"), file_name=file_name, width=_int(obj, "width", 1), height=_int(obj, "height", 1),
