@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -687,6 +688,56 @@ def test_control_characters_in_names_and_answers(mm20, tmp_path):
     expect_bad(raw_dir, labels, tmp_path, r"segment 'seg\\ne' contains the control character")
     _, skips = skipped(raw_dir, labels, tmp_path)
     assert sum("segment 'seg\\ne' contains the control character" in s["cause"] for s in skips) == 2
+
+
+def _forge_jpeg_size(path: Path, side: int = 30000) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\xff\xc0")  # baseline SOF0: length, precision, height, width
+    data[at + 5:at + 9] = side.to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
+
+
+def test_forged_frame_header_is_refused_or_counted(mm20, tmp_path):
+    raw_dir, labels = mm20
+    _forge_jpeg_size(seg_dir(raw_dir, "Data", "seg_e") / "frame_002.jpg")
+    expect_bad(raw_dir, labels, tmp_path, r"seg_e/frame_002\.jpg: image declares 30000x30000 pixels")
+    entry, skips = skipped(raw_dir, labels, tmp_path)
+    assert entry["counts"]["samples"] == N_SAMPLES - 2 and len(skips) == 2
+    assert all("30000x30000" in s["cause"] for s in skips)
+
+
+_CLI_PEAK = """
+import resource, sys
+from pb_build.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+finally:
+    print("PEAK_KIB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("PB_RUN_SLOW"), reason="slow: set PB_RUN_SLOW=1")
+def test_forged_frame_header_costs_little_memory_in_a_cli_build(mm20, tmp_path):
+    """The issue's case (5.3 GB before): the peak RSS of a CLI build with --skip-bad, forged vs clean."""
+    import subprocess
+    import sys
+
+    raw_dir, labels = mm20
+
+    def peak_mib(out: str) -> float:
+        args = ["vsod", "--raw", str(raw_dir), "--labels", str(labels), "--out", str(tmp_path / out), "--skip-bad",
+                "--workers", "1", "--quiet"]
+        proc = subprocess.run([sys.executable, "-c", _CLI_PEAK, *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert "libpng" not in proc.stderr and "Traceback" not in proc.stderr
+        return int(proc.stdout.rsplit("PEAK_KIB", 1)[1]) / 1024
+
+    clean = peak_mib("clean")
+    _forge_jpeg_size(seg_dir(raw_dir, "Data", "seg_e") / "frame_002.jpg")
+    forged = peak_mib("forged")
+    print(f"vsod CLI build peak RSS: clean {clean:.0f} MiB, with a forged 30000x30000 frame {forged:.0f} MiB")
+    assert forged - clean < 300
 
 
 def test_frames_that_do_not_decode(mm20, tmp_path):
