@@ -22,10 +22,12 @@ import cv2
 import huggingface_hub
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from datasets import load_dataset
 from hub_emulator import Entry, HubHandler, HubServer, Repo
 
 from pb_build.builders import rod
+from pb_build.cli import main as cli_main
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.provenance import read_manifest
@@ -437,6 +439,22 @@ def test_bad_input_is_counted_with_skip_bad(tree: Path, tmp_path: Path, case: st
     assert all(s["cause"] for s in entry["skipped"])
     assert entry["counts"]["samples"] == 4 - lost
     assert verify_release(out).problems == []
+
+
+def test_symlinks_leaving_raw_need_follow_symlinks(tree: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = tree / "cup" / f"{CUP}-s5.jpg"
+    outside = tmp_path / "elsewhere.jpg"
+    frame.rename(outside)
+    frame.symlink_to(outside)
+    monkeypatch.setenv("PB_BUILD_FOLLOW_SYMLINKS", "0")  # also undoes what --follow-symlinks sets below
+    with pytest.raises(BadRecord, match=r"-s5\.jpg: is a symlink leading outside --raw .*--follow-symlinks"):
+        build(tree, tmp_path / "rel")
+    assert not (tmp_path / "rel").exists()
+    result = CliRunner().invoke(cli_main, ["rod", "--raw", str(tree), "--out", str(tmp_path / "cli"), "--quiet",
+                                           "--follow-symlinks"])
+    assert result.exit_code == 0, result.output
+    assert verify_release(tmp_path / "cli").problems == []
 
 
 def test_empty_raw_folder(tmp_path: Path) -> None:
