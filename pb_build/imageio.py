@@ -34,7 +34,7 @@ SIDE_ENV = "PB_BUILD_MAX_SIDE"
 # Fixed PNG settings keep encoded bytes identical across runs and machines with the same OpenCV.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 STORED_MODES = ("L", "RGB")
-_FORMAT_OF_SUFFIX = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+_FORMAT_OF_SUFFIX = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 
 
 @dataclass(frozen=True)
@@ -200,10 +200,7 @@ def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
 
 def encode_png(image: np.ndarray) -> bytes:
     """Encode a grey or BGR uint8 image as PNG."""
-    ok, buf = cv2.imencode(".png", image, PNG_PARAMS)
-    if not ok:
-        raise ValueError("OpenCV could not encode the frame as PNG")
-    return buf.tobytes()
+    return encode(image, ".png")
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -217,7 +214,12 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 def encode(image: np.ndarray, suffix: str, quality: int = 90) -> bytes:
     """Encode ``image`` in the format of a release file name ending in ``suffix`` (``.png``, ``.jpg``)."""
     fmt = stored_format(suffix)
-    return encode_png(image) if fmt == "PNG" else encode_jpeg(image, quality)
+    if fmt == "JPEG":
+        return encode_jpeg(image, quality)
+    ok, buf = cv2.imencode(suffix.lower(), image, PNG_PARAMS if fmt == "PNG" else [])
+    if not ok:
+        raise ValueError(f"OpenCV could not encode the frame as {fmt}")
+    return buf.tobytes()
 
 
 def stored_format(suffix: str) -> str:

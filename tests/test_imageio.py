@@ -132,6 +132,16 @@ def test_bytes_not_matching_the_stored_format_are_reencoded() -> None:
     assert Image.open(io.BytesIO(as_jpeg)).format == "JPEG" and Image.open(io.BytesIO(as_png)).format == "PNG"
 
 
+def test_bmp_frames_are_kept_or_reencoded_as_bmp() -> None:
+    buf = io.BytesIO()
+    Image.new("RGB", (5, 3), (1, 2, 3)).save(buf, format="BMP")
+    assert imageio.frame_bytes(buf.getvalue(), "f.bmp", ".bmp") == buf.getvalue()
+    as_bmp = imageio.frame_bytes(png_bytes(), "really-png.bmp", ".bmp")
+    assert Image.open(io.BytesIO(as_bmp)).format == "BMP"
+    with pytest.raises(PbBuildError, match="frames can be stored as"):
+        imageio.frame_bytes(png_bytes(), "x.gif", ".gif")
+
+
 def test_resize_to_max_side() -> None:
     data = png_bytes(size=(400, 100))
     out = imageio.frame_bytes(data, "w.png", ".png", max_side=100)
