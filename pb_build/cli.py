@@ -16,6 +16,7 @@ from pb_build.builders import REGISTRY
 from pb_build.builders.base import Source
 from pb_build.errors import PbBuildError
 from pb_build.eval.cli import attach as attach_eval
+from pb_build.names import set_follow_symlinks
 
 
 def _fail(err: BaseException, code: int = 1) -> None:
@@ -110,6 +111,11 @@ def _report(reports: list, out: Path, elapsed: float) -> None:
         click.echo(f'load it with: load_dataset("{out}", "{r.source}", split="test")')
 
 
+# --follow-symlinks, shared by every command that reads raw files.
+_FOLLOW: dict[str, Any] = {"is_flag": True, "expose_value": False, "callback": set_follow_symlinks,
+                           "help": "Read symlinks that lead outside --raw (refused by default)."}
+
+
 def _source_command(builder: Source) -> click.Command:
     fields = [f for f in dataclasses.fields(builder.Config) if f.name != "seed"]
 
@@ -140,6 +146,7 @@ def _source_command(builder: Source) -> click.Command:
         click.Option(["--quiet"], is_flag=True, help="No progress bars."),
         click.Option(["--cache-dir"], type=click.Path(path_type=Path), envvar="PB_BUILD_CACHE",
                      help="Download cache [default: ~/.cache/pb-build]."),
+        click.Option(["--follow-symlinks"], **_FOLLOW),
     ]
     for f in fields:
         default = f.default
@@ -189,6 +196,7 @@ _raw_pairs = click.option("--raw", "raw_pairs", multiple=True, metavar="SOURCE=D
 _out = click.option("--out", type=click.Path(path_type=Path), required=True, help="Release folder to write.")
 _workers = click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: CPUs].")
 _overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing release at --out.")
+_follow = click.option("--follow-symlinks", **_FOLLOW)
 _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
 _version = click.option("--version", required=True, metavar="X.Y.Z",
                         help="Release version (vX.Y.Z accepted); the tag is vX.Y.Z.")
@@ -205,6 +213,7 @@ _cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB
 @_overwrite
 @_quiet
 @_cache
+@_follow
 def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | None, skip_bad: bool,
           overwrite: bool, quiet: bool, cache_dir: Path | None) -> None:
     """Build every source of RECIPE (a YAML file, or a bundled name: sample, paper) into one release."""
@@ -233,6 +242,7 @@ def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | Non
 @_overwrite
 @_quiet
 @_cache
+@_follow
 def rebuild(manifest: Path, out: Path, raw_pairs: tuple[str, ...], table_pairs: tuple[str, ...],
             workers: int | None, overwrite: bool, quiet: bool, cache_dir: Path | None) -> None:
     """Rebuild a release from its MANIFEST and check that SHA256SUMS comes out identical."""

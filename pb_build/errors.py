@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``), so a message naming a file stays one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 class PbBuildError(Exception):
     """A failure caused by the user's input or environment; the CLI prints it as one line."""
 
@@ -24,7 +29,8 @@ class BadRecord(PbBuildError):
 
     @property
     def location(self) -> str:
-        return f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+        path = printable(str(self.path))
+        return f"{path}:{self.line}" if self.line is not None else path
 
     def __str__(self) -> str:
         return f"{self.location}: {self.cause}"

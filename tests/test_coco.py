@@ -462,7 +462,7 @@ def test_bad_records_name_file_and_cause_and_skip_is_counted(tmp_path: Path, cas
         expect_path, expect_cause = f"val2014/{img2}", "image file is missing"
     elif case == "not_an_image":
         tree.image_bytes[img2] = b"<html>not found</html>"
-        expect_path, expect_cause = f"val2014/{img2}", "not an image file PIL can identify"
+        expect_path, expect_cause = f"val2014/{img2}", "image does not decode: unknown or corrupt format"
     elif case == "truncated_image":
         tree.image_bytes[img2] = tree.image_bytes[img2][:-300]  # the header is intact, the scan data is cut
         expect_path, expect_cause = f"val2014/{img2}", "image does not decode: image file is truncated"

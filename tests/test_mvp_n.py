@@ -45,7 +45,8 @@ NAME = "MVP-N"
 
 # ---------------------------------------------------------------------------------------------------- raw trees
 
-# (class, set) -> view file stems, in the original <view>_<flag> naming.
+# (class, set) -> view stems <NNNN>_<flag>, written in the real naming <split>_<class>_<NNNN>_<flag>.png
+# (see real_name); non-numeric tokens keep the short <view>_<flag>.png form the reader also accepts.
 TREE: dict[tuple[str, str], list[str]] = {
     ("0000", "0001"): ["0003_0", "0001_0", "0005_0", "0002_1"],  # the spec's example set
     ("0000", "0002"): ["0010_0", "0011_1", "0012_1"],  # two informative views: one is used
@@ -72,13 +73,19 @@ def write_png(path: Path, seed: int, size: tuple[int, int] = (24, 32)) -> bytes:
 
 def make_tree(root: Path, tree: dict[tuple[str, str], list[str]] = TREE, split: str = "test",
               size: tuple[int, int] = (24, 32)) -> Path:
-    """``root/data/<split>/<class>/<set>/<stem>.png`` for every entry of ``tree``; returns ``root``."""
+    """``root/data/<split>/<class>/<set>/<file>`` for every entry of ``tree``; returns ``root``."""
     seed = 0
     for (class_id, set_name), stems in tree.items():
         for stem in stems:
             seed += 1
-            write_png(root / "data" / split / class_id / set_name / f"{stem}.png", seed, size)
+            write_png(root / "data" / split / class_id / set_name / real_name(split, class_id, stem), seed, size)
     return root
+
+
+def real_name(split: str, class_id: str, stem: str) -> str:
+    """``<split>_<class>_<NNNN>_<flag>.png`` for a numeric ``<NNNN>_<flag>`` stem, else ``<stem>.png``."""
+    token, _, flag = stem.rpartition("_")
+    return f"{split}_{class_id}_{stem}.png" if token.isdigit() and flag in ("0", "1") else f"{stem}.png"
 
 
 def product_name(class_id: str) -> str:
@@ -175,12 +182,27 @@ def test_distractors_are_look_alikes_then_nearest_groups():
 # ------------------------------------------------------------------------------------------------ raw reader
 
 
+def test_reader_accepts_the_real_file_naming(tmp_path: Path):
+    """Real MVP-N files are ``<split>_<class>_<NNNN>_<flag>.png`` (NNNN is not the set folder's number)."""
+    real = {("0000", "0008"): ["test_0000_0004_1", "test_0000_0011_0", "test_0000_0012_0"]}
+    root = make_tree(tmp_path / "r", real)
+    (view_set,) = raw.iter_sets(raw.locate_split(root, "test"))
+    assert [(v.token, v.flag) for v in view_set.views] == [("0004", 1), ("0011", 0), ("0012", 0)]
+    assert raw.view_ids(view_set) == {"0004": 4, "0011": 11, "0012": 12}
+    moved = root / "data" / "test" / "0000" / "0008" / "test_0001_0013_0.png"
+    write_png(moved, 5)
+    with pytest.raises(BadRecord, match=r"test_0001_0013_0\.png: file name says test/0001 but the file lies in "
+                                        r"test/0000/"):
+        list(raw.iter_sets(raw.locate_split(root, "test")))
+
+
 def test_reader_streams_sets_in_sorted_order(tmp_path: Path):
     root = make_tree(tmp_path / "r")
     sets = list(raw.iter_sets(raw.locate_split(root, "test")))
     assert [(s.class_id, s.set_name) for s in sets] == sorted(TREE)
     first = sets[0]
-    assert [v.file_name for v in first.views] == ["0001_0.png", "0002_1.png", "0003_0.png", "0005_0.png"]
+    assert [v.file_name for v in first.views] == ["test_0000_0001_0.png", "test_0000_0002_1.png",
+                                                  "test_0000_0003_0.png", "test_0000_0005_0.png"]
     assert [v.token for v in first.informative] == ["0002"]
     assert raw.view_ids(first) == {"0001": 1, "0002": 2, "0003": 3, "0005": 5}
     by = {(s.class_id, s.set_name): s for s in sets}
@@ -320,7 +342,7 @@ def test_view_rules(release: Release):
     # Two informative views: one is shown last, the other is not used at all.
     two = rec(("0000", "0002"))
     assert two["num_images"] == 2 and two["valid_images"][0] == 10 and two["valid_images"][1] in (11, 12)
-    assert ep(("0000", "0002")).meta["informative_views"] == ["0011_1.png", "0012_1.png"]
+    assert ep(("0000", "0002")).meta["informative_views"] == ["test_0000_0011_1.png", "test_0000_0012_1.png"]
     # Non-numeric tokens are renumbered in sorted file order: front_view=0 (informative), left=1, right=2.
     named = rec(("0001", "0001"))
     assert named["valid_images"][-1] == 0 and sorted(named["valid_images"][:2]) == [1, 2]
@@ -520,14 +542,14 @@ def _leaves_nothing(tmp_path: Path, out: Path) -> None:
 
 
 @pytest.mark.parametrize(("mutate", "where", "cause"), [
-    (lambda s: (s / "0041" / "0001" / "0002_1.png").rename(s / "0041" / "0001" / "0002_0.png"),
+    (lambda s: (s / "0041" / "0001" / "test_0041_0002_1.png").rename(s / "0041" / "0001" / "test_0041_0002_0.png"),
      "data/test/0041/0001", "set has no informative view"),
-    (lambda s: (s / "0041" / "0001" / "0002_1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
-     "data/test/0041/0001/0002_1.png", "image does not decode"),
+    (lambda s: (s / "0041" / "0001" / "test_0041_0002_1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+     "data/test/0041/0001/test_0041_0002_1.png", "image does not decode"),
     (lambda s: write_png(s / "0041" / "0001" / "0004_2.png", 99),
-     "data/test/0041/0001/0004_2.png", "file name is not <view>_<flag>.png"),
-    (lambda s: write_png(s / "0041" / "0001" / "0001_1.png", 99),
-     "data/test/0041/0001", "view '0001' appears twice (0001_0.png, 0001_1.png)"),
+     "data/test/0041/0001/0004_2.png", "file name is not <split>_<class>_<NNNN>_<flag>.png or <view>_<flag>.png"),
+    (lambda s: write_png(s / "0041" / "0001" / "test_0041_0001_1.png", 99),
+     "data/test/0041/0001", "view '0001' appears twice (test_0041_0001_0.png, test_0041_0001_1.png)"),
     (lambda s: write_png(s / "0050" / "0001" / "0001_1.png", 99),
      "data/test/0050", "unknown class folder '0050'"),
 ])

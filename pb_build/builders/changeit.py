@@ -48,13 +48,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
-import numpy as np
-
+from pb_build import imageio
 from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.matching import normalise_text
+from pb_build.names import check_inside
 from pb_build.raw import changeit as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -338,23 +337,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     notes: dict[str, object] = {"pool_version": POOL_VERSION, "dropped": dropped}
     if external:
         notes["external_videos"] = external
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """Encode a BGR frame as baseline JPEG with fixed settings (identical bytes for identical input)."""
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("OpenCV could not encode the frame as JPEG")
-    return buf.tobytes()
-
-
-def _resize(image: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return image
-    scale = max_side / max(h, w)
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
 def states_for(reachable: int, step: int, num_images: int, rewind: int, wait: int, abstain: int,
@@ -398,7 +382,8 @@ def build(unit: WorkUnit, config: Config) -> Episode:
         video = raw.read_frames(Path(s.video), [float(lay.time(k)) for k in range(lay.reachable)], lay.seconds)
     except BadRecord as bad:  # each sample of a bad video is skipped and counted: say which one this is
         raise BadRecord(bad.path, f"{bad.cause} (sample {unit.key})", bad.line) from None
-    frames = tuple(encode_jpeg(_resize(f, config.max_side), config.jpeg_quality) for f in video.frames)
+    frames = tuple(imageio.encode_jpeg(imageio.resize_max_side(f, config.max_side), config.jpeg_quality)
+                   for f in video.frames)
     states = states_for(lay.reachable, lay.step_size, lay.num_images, options.index(REWIND), options.index(wait),
                         options.index(abstain))
     folder = f"ChangeIt/{s.category}/{s.youtube_id}"

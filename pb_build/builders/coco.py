@@ -66,13 +66,13 @@ Construction (benchmark.md §3.2, §6 COCO, §7):
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pb_build import imageio
 from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.builders.coco_distractors import EmbeddingChooser, chooser_spec, get_chooser
 from pb_build.builders.coco_geometry import (
@@ -96,7 +96,7 @@ from pb_build.builders.coco_geometry import (
 )
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 from pb_build.errors import BadRecord, PbBuildError
-from pb_build.frames import encode_png
+from pb_build.names import check_inside
 from pb_build.raw import coco as raw
 from pb_build.seeding import sample_rank, sample_rng
 from pb_build.strings import category_string
@@ -261,6 +261,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
              "rules": {"min_side": MIN_SIDE, "min_box_side": MIN_BOX_SIDE, "min_box_area": MIN_BOX_AREA,
                        "cut_cardinal": list(CUT_CARDINAL), "cut_two_axes": list(CUT_TWO_AXES),
                        "near": list(NEAR), "max_iou": MAX_IOU}}
+    check_inside(raw_dir, layout.raw_files + image_files)
     return Plan(units=units, raw_files=layout.raw_files + sorted(image_files), raw_root=raw_dir, notes=notes)
 
 
@@ -268,17 +269,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
 
 
 def decode_image(data: bytes, src: raw.Source, width: int, height: int) -> Any:
-    """Decode with PIL (as the official transform does; no EXIF rotation); L and RGB kept, others made RGB."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.mode not in ("L", "RGB"):
-                img = img.convert("RGB")
-            pixels = np.asarray(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise BadRecord(src, f"image does not decode: {exc}") from None
+    """Decode with PIL (as the official transform does; no EXIF rotation), in a stored mode (L or RGB)."""
+    pixels = np.asarray(imageio.decode_pil(data, str(src)))
     if pixels.shape[1] != width or pixels.shape[0] != height:
         raise BadRecord(src, f"image is {pixels.shape[1]}x{pixels.shape[0]}, the annotation says {width}x{height}")
     return pixels
@@ -308,7 +300,7 @@ def encode_view(pixels: np.ndarray, box: tuple[int, int, int, int], config: Conf
     if view.ndim == 3:
         view = cv2.cvtColor(view, cv2.COLOR_RGB2BGR)
     if config.frame_format == "png":
-        return encode_png(view)
+        return imageio.encode_png(view)
     ok, buf = cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
     if not ok:
         raise ValueError("OpenCV could not encode the view as JPEG")

@@ -45,9 +45,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pb_build import imageio
 from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build.names import check_inside
 from pb_build.raw import imagenet_c as raw
 from pb_build.raw.imagenet_classes import SYNSETS
 from pb_build.seeding import draw, pick, sample_rank, sample_rng, shuffled
@@ -229,6 +231,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         notes["frames"] = (f"regenerated with imagecorruptions from clean images: Resize({resize}) + "
                            f"CenterCrop({config.image_size}), JPEG quality {config.jpeg_quality}, optimize")
     notes["corruptions"] = list(used)
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
 
 
@@ -299,11 +302,7 @@ def _frames(sample: Sample, key: str, config: Config) -> tuple[bytes, ...]:
     image = sample.image
     if isinstance(image, raw.TreeImage):
         return tuple(raw.read_image(image.paths[level - 1]) for level in levels)
-    try:
-        data = Path(image.path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(image.path, f"cannot read: {exc.strerror or exc}") from None
-    clean = raw.resize_center_crop(raw.decode_rgb(data, image.path), config.image_size)
+    clean = raw.resize_center_crop(raw.decode_rgb(imageio.read_bytes(image.path), image.path), config.image_size)
     out = []
     for level in levels:
         seed = int(sample_rng(config.seed, name, f"{key}/severity{level}").integers(2**32))

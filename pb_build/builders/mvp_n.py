@@ -46,14 +46,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from pb_build import imageio
 from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
-from pb_build.errors import BadRecord, PbBuildError
-from pb_build.frames import decode, encode_png
+from pb_build.errors import PbBuildError
 from pb_build.hashing import sha256_file
+from pb_build.names import check_inside
 from pb_build.raw import mvp_n as raw
 from pb_build.seeding import pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -228,6 +228,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "sets_found": found,
         "excluded_no_uninformative_view": excluded,
     }
+    check_inside(raw_dir, raw_files)
     return Plan(units=units, raw_files=raw_files, raw_root=raw_dir, notes=notes)
 
 
@@ -265,23 +266,8 @@ def sequence(view_set: raw.ViewSet, max_views: int, rng: np.random.Generator) ->
 
 
 def load_frame(view: raw.View, image_size: int) -> bytes:
-    """The exported bytes of one view: the raw PNG (checked to decode) or a downscaled re-encoding."""
-    try:
-        data = Path(view.path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(view.path, f"cannot read: {exc.strerror or exc}") from None
-    image = decode(data)
-    if image is None or image.size == 0:
-        raise BadRecord(view.path, "image does not decode (not a readable PNG)")
-    if not image_size:
-        return data
-    h, w = image.shape[:2]
-    scale = image_size / max(h, w)
-    if scale >= 1:
-        return data
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return encode_png(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-
+    """The exported PNG bytes of one view: the raw PNG (checked to decode) or a downscaled re-encoding."""
+    return imageio.load_frame(view.path, ".png", image_size)
 
 def build(unit: WorkUnit, config: Config) -> Episode:
     """Build the episode of one multi-view set."""

@@ -24,6 +24,7 @@ from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import encode_png
+from pb_build.names import check_inside
 from pb_build.raw import quickdraw as raw
 from pb_build.raw.quickdraw_categories import CATEGORIES
 from pb_build.seeding import draw, pick, sample_rank, sample_rng, shuffled
@@ -160,6 +161,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         else:
             handle_bad(BadRecord(path, f"unknown category {path.stem!r} (not one of the 345 QuickDraw categories)"),
                        on_bad)
+    check_inside(raw_dir, files)
     return Plan(units=_select(usable, config, on_bad), raw_files=files, raw_root=raw_dir,
                 notes={"pool_version": POOL_VERSION}, total=len(usable) * config.per_class)
 

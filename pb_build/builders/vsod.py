@@ -40,9 +40,11 @@ Construction (benchmark.md §3-§6, VSOD), per labelled segment:
   plus the missing ones drawn from the answers of the other rows of the same question type (the whole labels
   file, distinct after normalisation). Fewer than 3 candidates is an error naming the row. The 4 categories are
   shuffled once. All draws use the sample's own RNG from (seed, source, key).
-* Frames are copied byte for byte (checked to decode; a JPEG must end with its EOI marker), or with
+* Frames are copied byte for byte (checked to decode through :mod:`pb_build.imageio`; a JPEG must end with its
+  EOI marker; bytes that are not the extension's format, or not 8-bit grey/RGB, are re-encoded), or with
   ``--max-side N`` downscaled so the longer side is at most N pixels (INTER_AREA) and re-encoded as JPEG
-  quality 90. A frame that does not decode fails its samples (``--skip-bad`` counts them).
+  quality 90. A frame that does not decode or is over the size limits fails its samples (``--skip-bad`` counts
+  them).
 
 Size: each native row embeds every frame of its segment, so a segment with q questions is stored q times in
 the parquet shards (about q x frames x frame size, e.g. 3 x 230 x 60 KB = 41 MB); the official layout stores
@@ -54,14 +56,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from pb_build import imageio
 from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
-from pb_build.frames import decode
 from pb_build.hashing import sha256_file
 from pb_build.matching import normalise_text
+from pb_build.names import check_inside
 from pb_build.raw import vsod as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -327,6 +328,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "ineligible_segments": ineligible,
         "unlabelled_segments": len(known - set(by_segment)),
     }
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
 
 
@@ -359,33 +361,10 @@ def _extension(segment: raw.Segment, config: Config) -> str:
     return suffixes[0]
 
 
-def load_frame(path: str, max_side: int) -> bytes:
-    """The exported bytes of one frame: the file itself (checked to decode) or a downscaled JPEG."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(path, f"cannot read frame: {exc.strerror or exc}") from None
-    image = decode(data)
-    if image is None or image.size == 0:
-        raise BadRecord(path, "frame does not decode as an image")
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
-        raise BadRecord(path, "truncated JPEG frame (no end-of-image marker)")
-    if not max_side:
-        return data
-    import cv2
 
-    if image.dtype != np.uint8:
-        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(np.iinfo(image.dtype).max)))
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    h, w = image.shape[:2]
-    if max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise BadRecord(path, "OpenCV could not re-encode the frame as JPEG")
-    return buf.tobytes()
+def load_frame(path: str, max_side: int, suffix: str) -> bytes:
+    """The exported bytes of one frame stored as ``suffix``: the file itself (checked to decode) or a re-encoding."""
+    return imageio.load_frame(path, ".jpg" if max_side else suffix, max_side, JPEG_QUALITY)
 
 
 def states_for(n: int, rewind: int, wait: int) -> tuple[State, ...]:
@@ -411,7 +390,7 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     else:
         wrong = own + draw(rng, s.pool, 3 - len(own))
     categories = shuffled(rng, (s.answer, *wrong))
-    frames = tuple(load_frame(p, config.max_side) for p in s.frames)
+    frames = tuple(load_frame(p, config.max_side, s.extension) for p in s.frames)
     n = len(frames)
     r_idx, w_idx, a_idx = options.index(REWIND), options.index(WAIT), options.index(abstain)
     states = states_for(n, r_idx, w_idx)

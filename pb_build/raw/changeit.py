@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 
 OnBad = Callable[[BadRecord], None] | None
@@ -215,6 +216,8 @@ def read_frames(path: Path, times: Sequence[float], annotated_seconds: int) -> V
     """
     import decord
 
+    with _native_stderr():
+        imageio.check_video_size(path)
     with _native_stderr() as log:
         try:
             reader = decord.VideoReader(str(path), num_threads=1)

@@ -2,7 +2,10 @@
 
 Layout (``data.zip`` of SMNUResearch/MVP-N, unzipped)::
 
-    data/<split>/<class>/<set>/<view>_<flag>.png
+    data/<split>/<class>/<set>/<split>_<class>_<NNNN>_<flag>.png
+
+The real files are named ``<split>_<class>_<NNNN>_<flag>.png`` (e.g. ``data/train/0000/0008/train_0000_0004_1.png``;
+``NNNN`` is not the set folder's number); the view token is ``NNNN``. The shorter ``<view>_<flag>.png`` is also read.
 
 * ``<split>`` is ``train``, ``valid`` or ``test``; ``<class>`` one of the 44 ids ``0000`` ... ``0043``; one ``<set>``
   folder is one multi-view set (at most 6 views in the official data).
@@ -32,6 +35,7 @@ from pathlib import Path
 
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.matching import normalise_text
+from pb_build.names import check_component
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -111,11 +115,24 @@ def locate_split(raw: Path, split: str) -> Path:
                        f"as unzipped from {DATA_ZIP})")
 
 
+_REAL_NAME = re.compile(r"(train|valid|test)_(\d{4})_(\d+)_([01])")
+
+
 def parse_view(path: Path) -> View:
-    """Parse ``<view>_<flag>.png``; raises :class:`BadRecord` naming the file."""
+    """Parse ``<split>_<class>_<NNNN>_<flag>.png`` (the real naming; the view token is ``NNNN``) or
+    ``<view>_<flag>.png``; raises :class:`BadRecord` naming the file."""
+    check_component(path.name, path, "view file name")
+    real = _REAL_NAME.fullmatch(path.stem)
+    if real:
+        split, class_id, number, flag = real.groups()
+        folders = (path.parent.parent.parent.name, path.parent.parent.name)
+        if (split, class_id) != folders:
+            raise BadRecord(path, f"file name says {split}/{class_id} but the file lies in {'/'.join(folders)}/")
+        return View(token=number, flag=int(flag), path=str(path))
     token, sep, flag = path.stem.rpartition("_")
     if not sep or not token or flag not in ("0", "1"):
-        raise BadRecord(path, "file name is not <view>_<flag>.png with flag 0 (uninformative) or 1 (informative)")
+        raise BadRecord(path, "file name is not <split>_<class>_<NNNN>_<flag>.png or <view>_<flag>.png with flag 0 "
+                              "(uninformative) or 1 (informative)")
     return View(token=token, flag=int(flag), path=str(path))
 
 
