@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import signal
 import sys
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ import click
 
 from pb_build import __version__
 from pb_build.builders import REGISTRY
-from pb_build.errors import PbBuildError
+from pb_build.errors import PbBuildError, Terminated
 from pb_build.eval.cli import attach as attach_eval
 
 
@@ -26,6 +27,7 @@ class _Group(click.Group):
     """Turns expected failures into one line on stderr and a non-zero exit (tracebacks only with --debug)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except PbBuildError as err:
@@ -36,9 +38,14 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             _fail(f"{err.filename or ''}: {err.strerror or err}".lstrip(": "))
-        except KeyboardInterrupt:
-            click.echo("interrupted; nothing was written at the target", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as stop:
+            what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+            click.echo(f"{what}; nothing was written at the target", err=True)
+            sys.exit(143 if isinstance(stop, Terminated) else 130)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 @click.group(cls=_Group)
@@ -69,8 +76,11 @@ def _report(reports: list, out: Path, elapsed: float) -> None:
             for s in r.skipped[:20]:
                 loc = f"{s['path']}:{s['line']}" if s["line"] is not None else s["path"]
                 click.echo(f"    {loc}: {s['cause']}")
+        if r.ineligible:
+            reasons = "; ".join(f"{n} x {reason}" for reason, n in r.ineligible_by_reason().items())
+            click.echo(f"excluded {len(r.ineligible)} ineligible item(s) by the source's rules; by reason: {reasons}")
     samples, frames = sum(r.samples for r in reports), sum(r.frames for r in reports)
-    excluded = sum(len(r.skipped) for r in reports)
+    excluded = sum(len(r.skipped) + len(r.ineligible) for r in reports)
     out = out.resolve()
     click.echo(f"release written to {out}: {samples} samples, {frames} frames, {excluded} excluded, from "
                f"{len(reports)} source(s) in {elapsed:.1f}s")
@@ -79,11 +89,17 @@ def _report(reports: list, out: Path, elapsed: float) -> None:
         click.echo(f'load it with: load_dataset("{out}", "{r.source}", split="test")')
 
 
+_min_samples = click.option("--min-samples", type=click.IntRange(min=0), default=1, show_default=True,
+                            help="Fail (leaving --out untouched) when a source yields fewer samples.")
+_strict = click.option("--strict", is_flag=True, help="Treat items the source's eligibility rules exclude as errors.")
+
+
 def _source_command(builder: ModuleType) -> click.Command:
     fields = [f for f in dataclasses.fields(builder.Config) if f.name != "seed"]
 
     def run(raw: Path | None, sample: bool, out: Path, seed: int, workers: int | None, skip_bad: bool,
-            overwrite: bool, quiet: bool, cache_dir: Path | None, **params: Any) -> None:
+            overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool,
+            **params: Any) -> None:
         from pb_build.build import build_release
         from pb_build.manifests.recipe import RecipeSource, source_jobs
         from pb_build.pipeline import default_workers
@@ -95,7 +111,7 @@ def _source_command(builder: ModuleType) -> click.Command:
         src = RecipeSource(builder.name, kind, seed, {f.name: params[f.name] for f in fields})
         jobs = source_jobs((src,), {}, cache_dir, not quiet, out=out, overwrite=overwrite)
         reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
-                                overwrite=overwrite, progress=not quiet)
+                                overwrite=overwrite, progress=not quiet, min_samples=min_samples, strict=strict)
         _report(reports, out, time.perf_counter() - started)
 
     params: list[click.Parameter] = [
@@ -115,7 +131,7 @@ def _source_command(builder: ModuleType) -> click.Command:
         params.append(click.Option([f"--{f.name.replace('_', '-')}"], type=type(default), default=default,
                                    show_default=True, help=f.metadata.get("help", "")))
     doc = f"Build the {builder.info.official_name} source into a release folder."
-    return click.Command(builder.name, callback=run, params=params, help=doc, short_help=doc)
+    return _strict(_min_samples(click.Command(builder.name, callback=run, params=params, help=doc, short_help=doc)))
 
 
 for _builder in REGISTRY.values():
@@ -161,8 +177,10 @@ _cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB
 @_overwrite
 @_quiet
 @_cache
+@_min_samples
+@_strict
 def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | None, skip_bad: bool,
-          overwrite: bool, quiet: bool, cache_dir: Path | None) -> None:
+          overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool) -> None:
     """Build every source of RECIPE (a YAML file, or a bundled name: sample, paper) into one release."""
     from pb_build.build import build_release
     from pb_build.manifests.recipe import load_recipe, parse_raw_overrides, source_jobs
@@ -174,7 +192,8 @@ def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | Non
                        overwrite=overwrite)
     reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
                             overwrite=overwrite, progress=not quiet,
-                            release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()})
+                            release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()},
+                            min_samples=min_samples, strict=strict)
     _report(reports, out, time.perf_counter() - started)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pb_build.episode import Episode
-from pb_build.errors import BadRecord
+from pb_build.errors import BadRecord, Ineligible
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -43,6 +43,7 @@ class Plan:
     raw_root: Path
     notes: dict[str, Any] = field(default_factory=dict)
     total: int | None = None  # how many units a streamed plan yields (at most), when cheap to count
+    ineligible: list[Ineligible] = field(default_factory=list)  # valid raw items the source's rules exclude
 
     def size(self) -> int | None:
         """The number of planned units when known (progress bars show a total and an ETA then)."""
