@@ -144,11 +144,23 @@ attach_eval(main)
 @main.command()
 @click.argument("release", type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def verify(release: Path, quiet: bool) -> None:
-    """Check a release: schemas, frames, checksums and an oracle replay of every episode."""
-    from pb_build.verify import verify_release
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object (exit 1 on problems).")
+def verify(release: Path, quiet: bool, as_json: bool) -> None:
+    """Check a whole release: every file against SHA256SUMS, records, rows and exported frames tied together,
+    the manifest and card against the content, and an oracle replay of every episode."""
+    import json
 
-    result = verify_release(release, progress=not quiet)
+    from pb_build.verify import VerifyResult, verify_release
+
+    try:
+        result = verify_release(release, progress=not (quiet or as_json))
+    except PbBuildError as err:
+        if not as_json:
+            raise
+        result = VerifyResult(problems=[str(err)])
+    if as_json:
+        click.echo(json.dumps(result.to_json(release), indent=2))
+        sys.exit(0 if result.ok else 1)
     click.echo(result.table())
     if result.problems:
         click.echo(f"{len(result.problems)} problem(s):", err=True)
