@@ -229,6 +229,8 @@ def _build_source(tmp: Path, job: SourceJob, tables: dict[str, manifests.Table],
         report.ineligible.append(item.as_dict())
 
     plan = builder.plan(job.raw, job.config, record_bad if skip_bad else None)
+    if strict and plan.ineligible:  # fail before building anything
+        record_ineligible(plan.ineligible[0])
     sink = SourceSink(tmp, builder, shard_bytes)
     bar = tqdm(total=plan.size(), desc=builder.name, unit="sample", disable=not progress)
     try:
