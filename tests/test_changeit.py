@@ -540,6 +540,22 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(kind: str, tmp_path
 
 
 @requires_fixtures
+def test_a_video_a_few_seconds_short_is_ineligible_not_bad(tmp_path: Path) -> None:
+    raw_dir = make_raw(tmp_path / "in")
+    write_video(video_path(raw_dir, *BACON), 26, 2.0)  # 26 s for 29 annotated seconds
+    [report] = build(raw_dir, tmp_path / "rel")
+    assert report.skipped == [] and report.samples == 9
+    assert report.ineligible_by_reason() == {"video shorter than its annotation": 2}  # its object and action samples
+    entry = read_manifest(tmp_path / "rel")["sources"][0]
+    assert entry["ineligible"] == {"video shorter than its annotation": 2}
+    assert {i["detail"] for i in entry["ineligible_items"]} == {"ZArf-W7di1Y.mp4: 26.0 s for 29 annotated seconds"}
+    assert verify_release(tmp_path / "rel").problems == []
+    with pytest.raises(PbBuildError, match="video shorter than its annotation .*--strict"):
+        build_release(tmp_path / "strict", [SourceJob(cit, cit.Config(), raw_dir)], progress=False, strict=True)
+    assert not (tmp_path / "strict").exists()
+
+
+@requires_fixtures
 def test_skip_bad_counts_every_bad_record(tmp_path: Path) -> None:
     raw_dir = make_raw(tmp_path / "in")
     apple = raw_dir / "annotations" / "apple"

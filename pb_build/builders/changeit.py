@@ -9,8 +9,10 @@ then YouTube id) and every question type of ``--questions`` (object, then action
 * **Sampled frames.** ``num_images = N = ceil(S * fps)`` frames for an annotation of S rows (seconds), frame j
   shows second ``t = j / fps``, labelled by annotation row ``floor(t)``; at the default 1 fps frame t is row t.
   Frame j is the video frame ``floor(t * avg_fps + 0.5)`` (decord's average frame rate), clamped to the last
-  frame. A video more than 1 s shorter than its annotation, or one that does not open or decode, is a bad record
-  (an error, or skipped and counted with ``--skip-bad``); so is a missing video.
+  frame. A video 1 to 5 s shorter than its annotation is ineligible: its samples are excluded and counted per
+  reason in the manifest (``--strict``: an error). A video more than 5 s shorter (truncated, or not the annotated
+  video), or one that does not open or decode, is a bad record (an error, or skipped and counted with
+  ``--skip-bad``); so is a missing video.
 * **Steps.** ``step_size = ceil(N / frames)`` and ``max_steps = ceil(N / step_size)`` (``--frames``, default 20):
   the reachable frames are ``0, step_size, 2*step_size, ...`` (``max_steps`` of them, at most ``--frames``),
   ``first_image = 0`` and ``step_size < N`` always holds (N >= 2), so no reachable frame is both first and last.
@@ -53,7 +55,7 @@ import numpy as np
 
 from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build.errors import BadRecord, Ineligible, PbBuildError, handle_bad
 from pb_build.matching import normalise_text
 from pb_build.raw import changeit as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
@@ -396,6 +398,8 @@ def build(unit: WorkUnit, config: Config) -> Episode:
         video = raw.read_frames(Path(s.video), [float(lay.time(k)) for k in range(lay.reachable)], lay.seconds)
     except BadRecord as bad:  # each sample of a bad video is skipped and counted: say which one this is
         raise BadRecord(bad.path, f"{bad.cause} (sample {unit.key})", bad.line) from None
+    except Ineligible as item:  # counted per sample, named by its key and the video's file name (no machine path)
+        raise Ineligible(unit.key, item.reason, f"{Path(item.key).name}: {item.detail}") from None
     frames = tuple(encode_jpeg(_resize(f, config.max_side), config.jpeg_quality) for f in video.frames)
     states = states_for(lay.reachable, lay.step_size, lay.num_images, options.index(REWIND), options.index(wait),
                         options.index(abstain))
