@@ -9,10 +9,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import drawing_record, square_strokes, write_ndjson
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pb_build.build import SourceJob, build_release
 from pb_build.builders import quickdraw
 from pb_build.cli import main
+from pb_build.errors import PbBuildError
 from pb_build.frames import encode_png
 from pb_build.manifests.provenance import SUMS, write_sums
 from pb_build.verify import verify_release
@@ -144,3 +147,28 @@ def test_verify_json_on_the_command_line(release: Path) -> None:
     assert bad.exit_code == 1 and body["ok"] is False
     assert any("checksum does not match" in p for p in body["problems"])
     assert body["sources"][0]["source"] == "quickdraw"
+
+
+KINDS = ("manifest.json", "SHA256SUMS", "README.md", "test/QuickDraw_preprocessed.jsonl", "quickdraw/",
+         "test/QuickDraw/")
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kind=st.sampled_from(KINDS), cut=st.floats(min_value=0, max_value=1), junk=st.binary(max_size=40),
+       resum=st.booleans())
+def test_any_damaged_file_is_a_problem_never_a_traceback(built: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                         kind: str, cut: float, junk: bytes, resum: bool) -> None:
+    out = tmp_path_factory.mktemp("fuzz") / "rel"
+    shutil.copytree(built, out)
+    target = next(p for p in sorted(out.rglob("*")) if p.is_file() and p.relative_to(out).as_posix().startswith(kind))
+    data = target.read_bytes()
+    target.write_bytes(data[: int(len(data) * cut)] + junk)
+    if resum and kind != "SHA256SUMS":
+        write_sums(out)  # only the content checks can tell now
+    try:
+        result = verify_release(out)
+    except PbBuildError as err:  # only a release with no manifest at all is not verified
+        assert "\n" not in str(err)
+        return
+    if target.read_bytes() != data and kind != "manifest.json":  # a manifest may change in layout only
+        assert result.problems, target

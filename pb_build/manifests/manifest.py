@@ -153,6 +153,9 @@ def load(path: Path) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not a pb-build manifest (not UTF-8 text: {exc.reason} at byte "
+                            f"{exc.start})") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
