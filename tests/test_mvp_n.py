@@ -541,6 +541,23 @@ def test_ineligible_sets_are_excluded_and_counted_or_errors_with_strict(tmp_path
     _leaves_nothing(tmp_path, tmp_path / "strict")
 
 
+def test_the_build_summary_counts_ineligible_sets_and_strict_is_one_error_line(raw_tree, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from pb_build.cli import main
+
+    root, names = raw_tree
+    args = ["mvp-n", "--raw", str(root), "--names", str(names), "--quiet", "--workers", "1"]
+    run = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "rel")])
+    assert run.exit_code == 0, run.output
+    assert "excluded 1 ineligible item(s) by the source's rules; by reason: 1 x no uninformative view" in run.output
+    assert f"{N_BUILT} samples" in run.output and "1 excluded" in run.output
+    strict = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "strict"), "--strict"])
+    assert strict.exit_code == 1 and strict.output.count("\n") == 1
+    assert strict.output.startswith("error: mvp-n: mvp-n/test/0010/0008: no uninformative view")
+    _leaves_nothing(tmp_path, tmp_path / "strict")
+
+
 @pytest.mark.parametrize(("mutate", "where", "cause"), [
     (lambda s: (s / "0041" / "0001" / "0002_1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
      "data/test/0041/0001/0002_1.png", "image does not decode"),
