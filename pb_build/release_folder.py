@@ -67,7 +67,10 @@ def release_problem(folder: Path) -> str | None:
 
 
 def check_target(out: Path, overwrite: bool) -> None:
-    """``out`` may be written: absent, empty, or a pb-build release (with ``overwrite``)."""
+    """``out`` may be written: absent, empty, or a pb-build release (with ``overwrite``). What killed pb-build runs
+    left beside (or inside) ``out`` is cleaned first (:func:`clean_stale`)."""
+    if out.parent.is_dir():
+        _note(clean_stale(out.parent))
     if not out.exists():
         return
     if not out.is_dir():
@@ -180,7 +183,6 @@ def _note(lines: list[str]) -> None:
 def new_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``out``; when the block succeeds it replaces ``out``."""
     out = out.resolve()
-    _note(clean_stale(out.parent) if out.parent.is_dir() else [])
     check_target(out, overwrite)
     tmp = out.parent / f".{out.name}{TMP_SUFFIX}"
     if tmp.exists():

@@ -175,3 +175,12 @@ def test_sigterm_cleans_up_like_ctrl_c(small_raw: Path, tmp_path: Path) -> None:
     assert err.strip().splitlines()[-1] == "terminated; nothing was written at the target"
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+
+def test_a_killed_filter_staging_inside_the_release_does_not_block_overwrite(small_raw: Path, tmp_path: Path) -> None:
+    out = tmp_path / "rel"
+    build(small_raw, out)
+    staging = _leave(out / ".pb-build-staging", _dead_pid())
+    build(small_raw, out, overwrite=True, per_class=3)
+    assert not staging.exists() and not (out / ".pb-build-staging.owner").exists()
+    assert len((out / "test" / "QuickDraw_preprocessed.jsonl").read_text().splitlines()) == 6
