@@ -89,18 +89,15 @@ class VerifyResult:
 
 def verify_release(root: Path, progress: bool = False) -> VerifyResult:
     """Verify checksums, official records and frames, native rows, their ties, the manifest and the card, and
-    an oracle replay of each episode. A folder that is not a release at all is a :class:`PbBuildError`."""
+    an oracle replay of each episode. A folder that is not a release, or whose manifest cannot be read, is a
+    :class:`PbBuildError` (one line)."""
     if not root.is_dir():
         raise PbBuildError(f"{root}: not a folder")
     if not (root / manifests.MANIFEST).is_file():
         raise PbBuildError(f"{root}: not a pb-build release (no {manifests.MANIFEST})")
+    manifest = manifests.read(root)  # one clear error when unreadable: nothing else can be checked against it
     result = VerifyResult()
     digests = _check_sums(root, result)
-    try:
-        manifest = manifests.read(root)
-    except manifests.ManifestError as exc:
-        result.add(str(exc))
-        return result
     exported: set[str] = set()
     for entry in manifest.sources:
         exported |= _check_source(root, entry, digests, result, progress)

@@ -131,11 +131,13 @@ def test_bad_json_and_a_corrupt_png_are_problems(release: Path) -> None:
     assert "does not decode" in found
 
 
-def test_unreadable_manifest_is_one_problem(release: Path) -> None:
-    (release / "manifest.json").write_text("{")
-    write_sums(release)
-    found = problems(release)
-    assert "manifest.json: not a pb-build manifest" in found
+def test_unreadable_manifest_is_one_problem_in_json(release: Path) -> None:
+    (release / "manifest.json").write_bytes(b"{\x80")
+    run = CliRunner().invoke(main, ["verify", str(release), "--json"])
+    body = json.loads(run.output)
+    assert run.exit_code == 1 and not body["ok"]
+    assert body["problems"] == [f"{release / 'manifest.json'}: not a pb-build manifest (not UTF-8 text: invalid "
+                                "start byte at byte 1)"]
 
 
 def test_verify_json_on_the_command_line(release: Path) -> None:
@@ -167,7 +169,7 @@ def test_any_damaged_file_is_a_problem_never_a_traceback(built: Path, tmp_path_f
         write_sums(out)  # only the content checks can tell now
     try:
         result = verify_release(out)
-    except PbBuildError as err:  # only a release with no manifest at all is not verified
+    except PbBuildError as err:  # a release whose manifest cannot be read is one error
         assert "\n" not in str(err)
         return
     if target.read_bytes() != data and kind != "manifest.json":  # a manifest may change in layout only
