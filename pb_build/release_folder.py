@@ -187,7 +187,8 @@ def new_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = out.parent / f".{out.name}{TMP_SUFFIX}"
     if tmp.exists():
         if _owner_alive(tmp):
-            raise PbBuildError(f"{tmp}: another pb-build run is writing {out}")
+            raise PbBuildError(f"{tmp}: another pb-build run is writing {out} (its owner process, named in "
+                               f"{_marker(tmp).name}, still runs; if no build is running, remove both by hand)")
         remove_tree(tmp)
     tmp.mkdir(parents=True)
     _mark(tmp)
@@ -209,7 +210,8 @@ def update_folder(root: Path) -> Iterator[Path]:
     staging = root / STAGING
     if staging.exists():
         if _owner_alive(staging):
-            raise PbBuildError(f"{staging}: another pb-build run is updating {root}")
+            raise PbBuildError(f"{staging}: another pb-build run is updating {root} (its owner process, named in "
+                               f"{_marker(staging).name}, still runs; if none is, remove both by hand)")
         remove_tree(staging)
     staging.mkdir()
     _mark(staging)
