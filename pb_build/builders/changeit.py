@@ -23,7 +23,8 @@ then YouTube id) and every question type of ``--questions`` (object, then action
 * **Reference frame** (the first reachable frame, in video order, where the answer is visible per the labels):
   object question: label 1, 2 or 3 (initial state, action or end state: the object is on screen; label 0 is
   background); action question: label 2. It is frame 0 when the video opens on the answer. A (video, question)
-  with no such reachable frame is not built; it is listed under ``dropped`` in the manifest notes.
+  with no such reachable frame is ineligible: not built, listed under ``dropped`` in the manifest notes and
+  counted per reason (``--strict``: an error).
 * **Questions and answers.** Object: a question from :data:`OBJECT_QUESTIONS` (15); the answer is the object name
   of the category folder (:func:`object_name`: a leading verb of :data:`VERB_PREFIXES` is dropped,
   :data:`OBJECT_OVERRIDES` name the object of three folders, ``_`` becomes a space; ``whisk_eggs`` -> ``Eggs.``,
@@ -288,6 +289,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     files = [raw_dir / raw.CATEGORIES_FILE] + [p for p in (raw_dir / "labels.csv",) if p.is_file()]
     units: list[WorkUnit] = []
     dropped: list[dict[str, str]] = []
+    ineligible: list[Ineligible] = []
     external: list[dict[str, object]] = []
     seen_any = False
     for folder in folders:
@@ -320,11 +322,13 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
                 key = f"{name}/{cat.dir_name}/{youtube_id}/{q}"
                 if lay is None:
                     dropped.append({"key": key, "reason": f"fewer than 2 frames at {config.fps:g} fps"})
+                    ineligible.append(Ineligible(key, "fewer than 2 frames", dropped[-1]["reason"]))
                     continue
                 if reference_frame(ann.labels, lay, q) is None:
                     wanted_labels = "/".join(raw.LABELS[v] for v in VISIBLE_LABELS[q])
                     dropped.append({"key": key, "reason": f"no reachable frame labelled {wanted_labels} "
                                                           f"(step_size {lay.step_size})"})
+                    ineligible.append(Ineligible(key, "no reachable reference frame", dropped[-1]["reason"]))
                     continue
                 answer = category_string(object_name(cat.dir_name) if q == "object" else cat.action_name)
                 units.append(WorkUnit(key, Sample(
@@ -338,7 +342,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     notes: dict[str, object] = {"pool_version": POOL_VERSION, "dropped": dropped}
     if external:
         notes["external_videos"] = external
-    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
+    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes, ineligible=ineligible)
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
