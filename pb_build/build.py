@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from pb_build.builders.base import Plan, iter_units
 from pb_build.episode import Episode
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, Ineligible, PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.pipeline import run_units
@@ -62,11 +62,16 @@ class SourceReport:
     frames: int = 0
     files: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    ineligible: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def excluded_by_reason(self) -> dict[str, int]:
         """How many raw records or samples were skipped, per cause."""
         return dict(Counter(s["cause"] for s in self.skipped).most_common())
+
+    def ineligible_by_reason(self) -> dict[str, int]:
+        """How many valid items the source's eligibility rules excluded, per reason (sorted by reason)."""
+        return dict(sorted(Counter(i["reason"] for i in self.ineligible).items()))
 
 
 # ------------------------------------------------------------------------------------------------ user tables
@@ -170,10 +175,14 @@ def build_release(
     progress: bool = True,
     shard_bytes: int = DEFAULT_SHARD_BYTES,
     release: dict[str, Any] | None = None,
+    min_samples: int = 1,
+    strict: bool = False,
 ) -> list[SourceReport]:
     """Build every job into the release folder ``out``; nothing is left at ``out`` on failure.
 
-    ``release`` (name, version and the recipe) is recorded in the manifest and the card when given.
+    ``release`` (name, version and the recipe) is recorded in the manifest and the card when given. A source
+    that yields fewer than ``min_samples`` samples fails the build and leaves ``out`` untouched. Ineligible items
+    are counted per reason, or (``strict``) fail the build.
     """
     out = out.resolve()
     resolved = [resolve_tables(job) for job in jobs]  # a missing table fails before any work
@@ -183,7 +192,12 @@ def build_release(
         reports, entries, digests = [], [], {}
         for job, (config, tables, names) in zip(jobs, resolved, strict=True):
             report, entry, known = _build_source(tmp, dataclasses.replace(job, config=config), tables, names,
-                                                 workers, skip_bad, progress, shard_bytes)
+                                                 workers, skip_bad, progress, shard_bytes, strict)
+            if report.samples < min_samples:
+                excluded = len(report.skipped) + len(report.ineligible)
+                raise PbBuildError(f"{job.builder.name}: {report.samples} sample(s) built from {job.raw}, fewer "
+                                   f"than --min-samples {min_samples} ({excluded} excluded); nothing was written "
+                                   f"at {out}")
             reports.append(report)
             entries.append(entry)
             digests.update(known)
@@ -203,15 +217,23 @@ def _relative(path: str, root: Path) -> str:
 
 
 def _build_source(tmp: Path, job: SourceJob, tables: dict[str, manifests.Table], names: dict[str, str],
-                  workers: int, skip_bad: bool, progress: bool,
-                  shard_bytes: int) -> tuple[SourceReport, manifests.SourceEntry, dict[str, str]]:
+                  workers: int, skip_bad: bool, progress: bool, shard_bytes: int,
+                  strict: bool = False) -> tuple[SourceReport, manifests.SourceEntry, dict[str, str]]:
     builder, started = job.builder, time.perf_counter()
     report = SourceReport(builder.name, builder.info.official_name)
 
     def record_bad(bad: BadRecord) -> None:
         report.skipped.append({**bad.as_dict(), "path": _relative(str(bad.path), job.raw)})
 
+    def record_ineligible(item: Ineligible) -> None:
+        if strict:
+            raise PbBuildError(f"{builder.name}: {item} (an ineligible item; without --strict it is excluded "
+                               "and counted)")
+        report.ineligible.append(item.as_dict())
+
     plan = builder.plan(job.raw, job.config, record_bad if skip_bad else None)
+    if strict and plan.ineligible:  # fail before building anything
+        record_ineligible(plan.ineligible[0])
     sink = SourceSink(tmp, builder, shard_bytes)
     bar = tqdm(total=plan.size(), desc=builder.name, unit="sample", disable=not progress)
     try:
@@ -222,7 +244,12 @@ def _build_source(tmp: Path, job: SourceJob, tables: dict[str, manifests.Table],
                     raise result
                 record_bad(result)
                 continue
+            if isinstance(result, Ineligible):
+                record_ineligible(result)
+                continue
             sink.write(result)
+        for item in plan.ineligible:  # filled while a streamed plan's units were read
+            record_ineligible(item)
         if bar.total is not None and bar.n != bar.total:  # a streamed plan's total is an upper bound
             bar.total = bar.n
             bar.refresh()
@@ -251,5 +278,7 @@ def _build_source(tmp: Path, job: SourceJob, tables: dict[str, manifests.Table],
         keys=sink.keys,
         tables=tables,
         official_fields=sorted(sink.official_fields),
+        ineligible=report.ineligible_by_reason(),
+        ineligible_items=report.ineligible,
     )
     return report, entry, digests

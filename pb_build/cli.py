@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import click
 from pb_build import __version__
 from pb_build.builders import REGISTRY
 from pb_build.builders.base import Source
-from pb_build.errors import PbBuildError
+from pb_build.errors import PbBuildError, Terminated
 from pb_build.eval.cli import attach as attach_eval
 from pb_build.names import set_follow_symlinks
 
@@ -37,6 +38,7 @@ class _Group(click.Group):
     """Turns expected failures into one line on stderr and a non-zero exit (tracebacks only with --debug)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except PbBuildError as err:
@@ -47,9 +49,14 @@ class _Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             _fail(f"{err.filename or ''}: {err.strerror or err}".lstrip(": "))
-        except KeyboardInterrupt:
-            click.echo("interrupted; nothing was written at the target", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as stop:
+            what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+            click.echo(f"{what}; nothing was written at the target", err=True)
+            sys.exit(143 if isinstance(stop, Terminated) else 130)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,8 +108,11 @@ def _report(reports: list, out: Path, elapsed: float) -> None:
             for s in r.skipped[:20]:
                 loc = f"{s['path']}:{s['line']}" if s["line"] is not None else s["path"]
                 click.echo(f"    {loc}: {s['cause']}")
+        if r.ineligible:
+            reasons = "; ".join(f"{n} x {reason}" for reason, n in r.ineligible_by_reason().items())
+            click.echo(f"excluded {len(r.ineligible)} ineligible item(s) by the source's rules; by reason: {reasons}")
     samples, frames = sum(r.samples for r in reports), sum(r.frames for r in reports)
-    excluded = sum(len(r.skipped) for r in reports)
+    excluded = sum(len(r.skipped) + len(r.ineligible) for r in reports)
     out = out.resolve()
     click.echo(f"release written to {out}: {samples} samples, {frames} frames, {excluded} excluded, from "
                f"{len(reports)} source(s) in {elapsed:.1f}s")
@@ -114,13 +124,17 @@ def _report(reports: list, out: Path, elapsed: float) -> None:
 # --follow-symlinks, shared by every command that reads raw files.
 _FOLLOW: dict[str, Any] = {"is_flag": True, "expose_value": False, "callback": set_follow_symlinks,
                            "help": "Read symlinks that lead outside --raw (refused by default)."}
+_min_samples = click.option("--min-samples", type=click.IntRange(min=0), default=1, show_default=True,
+                            help="Fail (leaving --out untouched) when a source yields fewer samples.")
+_strict = click.option("--strict", is_flag=True, help="Treat items the source's eligibility rules exclude as errors.")
 
 
 def _source_command(builder: Source) -> click.Command:
     fields = [f for f in dataclasses.fields(builder.Config) if f.name != "seed"]
 
     def run(raw: Path | None, sample: bool, out: Path, seed: int, workers: int | None, skip_bad: bool,
-            overwrite: bool, quiet: bool, cache_dir: Path | None, **params: Any) -> None:
+            overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool,
+            **params: Any) -> None:
         from pb_build.build import build_release
         from pb_build.manifests.recipe import RecipeSource, source_jobs
         from pb_build.pipeline import default_workers
@@ -132,7 +146,7 @@ def _source_command(builder: Source) -> click.Command:
         src = RecipeSource(builder.name, kind, seed, {f.name: params[f.name] for f in fields})
         jobs = source_jobs((src,), {}, cache_dir, not quiet, out=out, overwrite=overwrite)
         reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
-                                overwrite=overwrite, progress=not quiet)
+                                overwrite=overwrite, progress=not quiet, min_samples=min_samples, strict=strict)
         _report(reports, out, time.perf_counter() - started)
 
     params: list[click.Parameter] = [
@@ -153,7 +167,7 @@ def _source_command(builder: Source) -> click.Command:
         params.append(click.Option([f"--{f.name.replace('_', '-')}"], type=type(default), default=default,
                                    show_default=True, help=f.metadata.get("help", "")))
     doc = f"Build the {builder.info.official_name} source into a release folder."
-    return click.Command(builder.name, callback=run, params=params, help=doc, short_help=doc)
+    return _strict(_min_samples(click.Command(builder.name, callback=run, params=params, help=doc, short_help=doc)))
 
 
 for _builder in REGISTRY.values():
@@ -168,13 +182,19 @@ attach_eval(main)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_json
 def verify(release: Path, quiet: bool, as_json: bool) -> None:
-    """Check a release: schemas, frames, checksums and an oracle replay of every episode."""
-    from pb_build.verify import verify_release
+    """Check a whole release: every file against SHA256SUMS, records, rows and exported frames tied together,
+    the manifest and card against the content, and an oracle replay of every episode."""
+    from pb_build.verify import VerifyResult, verify_release
 
-    result = verify_release(release, progress=not quiet)
+    try:
+        result = verify_release(release, progress=not (quiet or as_json))
+    except PbBuildError as err:
+        if not as_json:
+            raise
+        result = VerifyResult(problems=[str(err)])
     if as_json:
-        _echo_json(_verify_json(release, result))
-        sys.exit(1 if result.problems else 0)
+        _echo_json(result.to_json(release))
+        sys.exit(0 if result.ok else 1)
     click.echo(result.table())
     if result.problems:
         click.echo(f"{len(result.problems)} problem(s):", err=True)
@@ -182,13 +202,6 @@ def verify(release: Path, quiet: bool, as_json: bool) -> None:
             click.echo(f"  {p}", err=True)
         sys.exit(1)
     click.echo(f"OK: {release} verified")
-
-
-def _verify_json(release: Path, result: Any) -> dict[str, Any]:
-    sources = [{**dataclasses.asdict(s), "oracle_accuracy": s.oracle_correct / s.rows if s.rows else None}
-               for s in result.sources]
-    return {"release": str(release), "ok": not result.problems, "sources": sources,
-            "checked_files": result.checked_files, "problems": result.problems}
 
 
 _raw_pairs = click.option("--raw", "raw_pairs", multiple=True, metavar="SOURCE=DIR",
@@ -214,8 +227,10 @@ _cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB
 @_quiet
 @_cache
 @_follow
+@_min_samples
+@_strict
 def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | None, skip_bad: bool,
-          overwrite: bool, quiet: bool, cache_dir: Path | None) -> None:
+          overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool) -> None:
     """Build every source of RECIPE (a YAML file, or a bundled name: sample, paper) into one release."""
     from pb_build.build import build_release
     from pb_build.manifests.recipe import load_recipe, parse_raw_overrides, source_jobs
@@ -227,7 +242,8 @@ def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | Non
                        overwrite=overwrite)
     reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
                             overwrite=overwrite, progress=not quiet,
-                            release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()})
+                            release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()},
+                            min_samples=min_samples, strict=strict)
     _report(reports, out, time.perf_counter() - started)
 
 

@@ -43,6 +43,33 @@ class BadRecord(PbBuildError):
         return {"path": str(self.path), "line": self.line, "cause": self.cause}
 
 
+@dataclass
+class Ineligible(PbBuildError):
+    """A valid raw item that the source's documented eligibility rules exclude (e.g. an MVP-N set with no
+    informative view). Not a corrupt input: the build counts it per ``reason`` and goes on (``--strict`` makes it
+    an error). ``reason`` is short and stable (the manifest counts by it); ``detail`` says more about this item."""
+
+    key: str
+    reason: str
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.key, self.reason, self.detail))
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "reason": self.reason, "detail": self.detail}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so a build cleans up exactly as on Ctrl-C."""
+
+
 class InvalidEpisode(PbBuildError):
     """An episode that breaks the state-machine or official-string rules (a builder bug or bad data)."""
 

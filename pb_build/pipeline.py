@@ -16,9 +16,9 @@ from typing import Any
 
 from pb_build.builders.base import WorkUnit
 from pb_build.episode import Episode
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, Ineligible, PbBuildError
 
-Result = Episode | BadRecord
+Result = Episode | BadRecord | Ineligible
 
 
 def default_workers() -> int:
@@ -38,14 +38,14 @@ def _build_one(builder_name: str, unit: WorkUnit, config: Any) -> Result:
 
     try:
         return get_builder(builder_name).build(unit, config)
-    except BadRecord as bad:
-        return bad
+    except (BadRecord, Ineligible) as item:
+        return item
     except PbBuildError as err:
         return BadRecord(unit.key, str(err))
 
 
 def run_units(builder: ModuleType, units: Iterable[WorkUnit], config: Any, workers: int) -> Iterator[Result]:
-    """Build every unit; yield episodes (or BadRecords for samples that failed) in input order."""
+    """Build every unit; yield episodes (or the BadRecord or Ineligible of samples not built) in input order."""
     if workers <= 1:
         for unit in units:
             yield _build_one(builder.name, unit, config)

@@ -214,6 +214,10 @@ def test_release_verifies_and_loads(release: Path) -> None:
     entry = read_manifest(release)["sources"][0]
     assert entry["notes"]["dropped"] == [{"key": "changeit/t-shirt/TsHiRt0001a/action",
                                           "reason": "no reachable frame labelled action (step_size 2)"}]
+    assert entry["ineligible"] == {"no reachable reference frame": 1}
+    assert entry["ineligible_items"] == [{"key": "changeit/t-shirt/TsHiRt0001a/action",
+                                          "reason": "no reachable reference frame",
+                                          "detail": "no reachable frame labelled action (step_size 2)"}]
     assert entry["keys"][:2] == ["changeit/apple/2gQYivaDXW0/object", "changeit/apple/2gQYivaDXW0/action"]
     inventory = {f["path"] for f in entry["raw"]["files"]}
     assert {"categories.csv", "downloads/box/-Abc_def123.avi", "annotations/box/-Abc_def123.fps1.csv"} <= inventory
@@ -521,6 +525,24 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(kind: str, tmp_path
     assert re.search(cause, message), message
     assert "\n" not in message
     assert list(out.parent.iterdir()) == []
+
+
+def test_a_video_a_few_seconds_short_is_ineligible_not_bad(tmp_path: Path) -> None:
+    raw_dir = make_raw(tmp_path / "in")
+    write_video(video_path(raw_dir, *BACON), 26, 2.0)  # 26 s for 29 annotated seconds
+    [report] = build(raw_dir, tmp_path / "rel")
+    assert report.skipped == [] and report.samples == 9
+    short = {"video shorter than its annotation": 2}  # its object and action samples
+    assert report.ineligible_by_reason() == {**short, "no reachable reference frame": 1}
+    entry = read_manifest(tmp_path / "rel")["sources"][0]
+    assert entry["ineligible"] == {**short, "no reachable reference frame": 1}
+    assert {i["detail"] for i in entry["ineligible_items"] if i["reason"] in short} == {
+        "ZArf-W7di1Y.mp4: 26.0 s for 29 annotated seconds"}
+    assert verify_release(tmp_path / "rel").problems == []
+    with pytest.raises(PbBuildError, match="video shorter than its annotation .*--strict"):
+        build_release(tmp_path / "strict", [SourceJob(cit, cit.Config(categories="bacon"), raw_dir)],
+                      progress=False, strict=True)
+    assert not (tmp_path / "strict").exists()
 
 
 def test_skip_bad_counts_every_bad_record(tmp_path: Path) -> None:

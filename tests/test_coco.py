@@ -220,6 +220,7 @@ def test_release_verifies_loads_and_exports_the_original_image(release: Release)
     entry = read_manifest(out)["sources"][0]
     assert entry["notes"]["counts"] == {"images": 50, "single_object": 46, "tiny_box": 1, "no_feasible_crop": 0,
                                         "selected": 45}
+    assert entry["ineligible"] == {"object box too small": 1} and len(entry["ineligible_items"]) == 1
     assert Counter(r["direction"] for r in release.records.values()).keys() == set(coco_geometry.DIRECTIONS)
     assert {r["granularity"] for r in release.records.values()} == {3, 4, 5}
     sums = read_sums(out)

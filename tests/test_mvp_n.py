@@ -291,6 +291,9 @@ def test_release_verifies_and_loads(release: Release):
 
     assert notes["names_sha256"] == hashlib.sha256(names_bytes).hexdigest() and notes["names_file"] == "names.csv"
     assert notes["excluded_no_uninformative_view"] == ["mvp-n/test/0010/0008"]
+    assert entry["ineligible"] == {"no uninformative view": 1}
+    assert entry["ineligible_items"] == [{"key": "mvp-n/test/0010/0008", "reason": "no uninformative view",
+                                          "detail": "no <view>_0.png file"}]
     assert notes["sets_found"] == len(TREE)
     assert entry["counts"] == {"samples": N_BUILT, "frames": sum(len(e.frames) for e in release.episodes.values()),
                                "official_files": sum(r["num_images"] for r in release.records.values()),
@@ -541,9 +544,43 @@ def _leaves_nothing(tmp_path: Path, out: Path) -> None:
     assert not any(p.name.startswith(f".{out.name}") for p in tmp_path.iterdir())
 
 
+def test_ineligible_sets_are_excluded_and_counted_or_errors_with_strict(tmp_path: Path):
+    root = make_tree(tmp_path / "raw")
+    names = write_names(tmp_path / "names.csv")
+    s = root / "data" / "test"
+    # valid, but no informative view:
+    (s / "0041" / "0001" / "test_0041_0002_1.png").rename(s / "0041" / "0001" / "test_0041_0002_0.png")
+    job = SourceJob(mvp_n, mvp_n.Config(names=str(names)), root)
+    [report] = build_release(tmp_path / "rel", [job], progress=False)
+    assert report.samples == N_BUILT - 1 and report.skipped == []
+    assert report.ineligible_by_reason() == {"no informative view": 1, "no uninformative view": 1}
+    entry = read_manifest(tmp_path / "rel")["sources"][0]
+    assert entry["ineligible"] == {"no informative view": 1, "no uninformative view": 1}
+    assert {i["key"] for i in entry["ineligible_items"]} == {"mvp-n/test/0041/0001", "mvp-n/test/0010/0008"}
+    assert verify_release(tmp_path / "rel").problems == []
+    with pytest.raises(PbBuildError, match=r"mvp-n: mvp-n/test/0010/0008: no uninformative view .*--strict"):
+        build_release(tmp_path / "strict", [job], progress=False, strict=True)
+    _leaves_nothing(tmp_path, tmp_path / "strict")
+
+
+def test_the_build_summary_counts_ineligible_sets_and_strict_is_one_error_line(raw_tree, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from pb_build.cli import main
+
+    root, names = raw_tree
+    args = ["mvp-n", "--raw", str(root), "--names", str(names), "--quiet", "--workers", "1"]
+    run = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "rel")])
+    assert run.exit_code == 0, run.output
+    assert "excluded 1 ineligible item(s) by the source's rules; by reason: 1 x no uninformative view" in run.output
+    assert f"{N_BUILT} samples" in run.output and "1 excluded" in run.output
+    strict = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "strict"), "--strict"])
+    assert strict.exit_code == 1 and strict.output.count("\n") == 1
+    assert strict.output.startswith("error: mvp-n: mvp-n/test/0010/0008: no uninformative view")
+    _leaves_nothing(tmp_path, tmp_path / "strict")
+
+
 @pytest.mark.parametrize(("mutate", "where", "cause"), [
-    (lambda s: (s / "0041" / "0001" / "test_0041_0002_1.png").rename(s / "0041" / "0001" / "test_0041_0002_0.png"),
-     "data/test/0041/0001", "set has no informative view"),
     (lambda s: (s / "0041" / "0001" / "test_0041_0002_1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
      "data/test/0041/0001/test_0041_0002_1.png", "image does not decode"),
     (lambda s: write_png(s / "0041" / "0001" / "0004_2.png", 99),

@@ -297,6 +297,8 @@ def test_manifest_records_labels_and_ineligible_segments(mm20, release):
     assert notes["ineligible_segments"] == [
         {"segment": "seg_c", "reason": "no occluded frame (no annotation has an <object>)", "questions": 1}]
     assert notes["unlabelled_segments"] == 1
+    assert entry["ineligible"] == {"no occluded frame (no annotation has an <object>)": 1}
+    assert entry["ineligible_items"][0]["key"] == "vsod/test/seg_c"
     assert entry["counts"]["samples"] == N_SAMPLES and entry["counts"]["skipped"] == 0
     paths = {f["path"] for f in entry["raw"]["files"]}
     assert {"OcclusionDataSet-MM20/Data/test/seg_a/1.jpg", "OcclusionDataSet-MM20/Annotations/test/seg_e/frame_004.xml"

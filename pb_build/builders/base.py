@@ -20,7 +20,7 @@ from types import ModuleType
 from typing import Any
 
 from pb_build.episode import Episode, EpisodeSpec
-from pb_build.errors import BadRecord, InvalidEpisode, PbBuildError
+from pb_build.errors import BadRecord, Ineligible, InvalidEpisode, PbBuildError
 from pb_build.official import ACTION_KEYS, FIELD_TYPES, RecordContract, check_record
 from pb_build.strings import is_abstain
 
@@ -77,6 +77,7 @@ class Plan:
     raw_root: Path
     notes: dict[str, Any] = field(default_factory=dict)
     total: int | None = None  # how many units a streamed plan yields (at most), when cheap to count
+    ineligible: list[Ineligible] = field(default_factory=list)  # valid raw items the source's rules exclude
 
     def size(self) -> int | None:
         """The number of planned units when known (progress bars show a total and an ETA then)."""
@@ -214,6 +215,8 @@ class Source:
 
     def _checked(self, ep: Episode) -> Episode:
         try:
+            if ep.source != self.name:
+                raise InvalidEpisode(f"episode {ep.key}: its source is {ep.source!r}, not {self.name!r}")
             return ep.with_spec(self.spec(ep)).validate()
         except InvalidEpisode as exc:
             raise InvalidEpisode(f"source {self.name}: {exc}") from exc

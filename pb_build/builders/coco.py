@@ -95,7 +95,7 @@ from pb_build.builders.coco_geometry import (
     state_machine,
 )
 from pb_build.episode import Episode, OfficialExport, OfficialFile
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, Ineligible, PbBuildError
 from pb_build.names import check_inside
 from pb_build.raw import coco as raw
 from pb_build.seeding import sample_rank, sample_rng
@@ -211,18 +211,21 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             raise PbBuildError(f"{emb_path}: no embedding for categor{'y' if len(missing) == 1 else 'ies'} "
                                f"{', '.join(map(repr, missing[:10]))}")
     counts = {"images": len(ann.images), "single_object": 0, "tiny_box": 0, "no_feasible_crop": 0}
+    folder = raw.folder_name(config.split)
+    key_of = lambda image: f"{name}/{folder}/{image.id}"  # noqa: E731
     eligible: list[tuple[raw.CocoImage, raw.Annotation]] = []
+    excluded: list[Ineligible] = []
     for image, annotation in ann.single_object():
         counts["single_object"] += 1
         box = ObjectBox.from_bbox(annotation.bbox, image.width, image.height)
         if not box.usable():
             counts["tiny_box"] += 1
+            excluded.append(Ineligible(key_of(image), "object box too small"))
         elif not any_feasible(image.width, image.height, box):
             counts["no_feasible_crop"] += 1
+            excluded.append(Ineligible(key_of(image), "no feasible crop and move"))
         else:
             eligible.append((image, annotation))
-    folder = raw.folder_name(config.split)
-    key_of = lambda image: f"{name}/{folder}/{image.id}"  # noqa: E731
     if config.per_class:
         by_cat: dict[int, list[tuple[raw.CocoImage, raw.Annotation]]] = {}
         for item in eligible:
@@ -262,7 +265,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
                        "cut_cardinal": list(CUT_CARDINAL), "cut_two_axes": list(CUT_TWO_AXES),
                        "near": list(NEAR), "max_iou": MAX_IOU}}
     check_inside(raw_dir, layout.raw_files + image_files)
-    return Plan(units=units, raw_files=layout.raw_files + sorted(image_files), raw_root=raw_dir, notes=notes)
+    return Plan(units=units, raw_files=layout.raw_files + sorted(image_files), raw_root=raw_dir, notes=notes,
+                ineligible=excluded)
 
 
 # ---------------------------------------------------------------------------------------------------- build

@@ -11,8 +11,10 @@ Construction (benchmark.md §3.2, §3.3, §6 MVP-N):
 * One sample per multi-view set. Sets come from the folder tree in sorted order (never from MVP-N's pickled
   ``test_list`` files). ``per_class`` sets per class are chosen by a rank hashed from (seed, source, key); 0 keeps
   every set.
-* A set needs at least one informative view (flag 1), otherwise it is a bad record (skippable), and at least one
-  uninformative view (flag 0), otherwise it has no proactive step and is excluded (listed in the manifest notes).
+* Eligibility: a set needs at least one informative view (flag 1) and at least one uninformative view (flag 0),
+  otherwise it has no answerable last turn or no proactive step. Such a set is excluded and counted per reason
+  ("no informative view", "no uninformative view") in the manifest (``--strict``: an error); the sets without an
+  uninformative view are also listed in the manifest notes.
 * The sequence is the set's uninformative views in a seeded random order, followed by ONE informative view. When a
   set has several informative views, one is drawn at random (seeded) and the others are not used: showing an
   informative view before the last turn would defeat the sample. When the sequence would exceed ``max_views``
@@ -51,7 +53,7 @@ import numpy as np
 from pb_build import imageio
 from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
-from pb_build.errors import PbBuildError
+from pb_build.errors import Ineligible, PbBuildError
 from pb_build.hashing import sha256_file
 from pb_build.names import check_inside
 from pb_build.raw import mvp_n as raw
@@ -196,11 +198,16 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     wanted = config.class_list
     by_class: dict[str, list[raw.ViewSet]] = {}
     excluded: list[str] = []
+    ineligible: list[Ineligible] = []
     found = 0
     for view_set in raw.iter_sets(split_dir, wanted or None, on_bad):
         found += 1
+        if not view_set.informative:
+            ineligible.append(Ineligible(_key(view_set), "no informative view", "no <view>_1.png file"))
+            continue
         if not view_set.uninformative:
             excluded.append(_key(view_set))
+            ineligible.append(Ineligible(_key(view_set), "no uninformative view", "no <view>_0.png file"))
             continue
         by_class.setdefault(view_set.class_id, []).append(view_set)
     missing = [c for c in wanted if c not in by_class]
@@ -229,7 +236,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "excluded_no_uninformative_view": excluded,
     }
     check_inside(raw_dir, raw_files)
-    return Plan(units=units, raw_files=raw_files, raw_root=raw_dir, notes=notes)
+    return Plan(units=units, raw_files=raw_files, raw_root=raw_dir, notes=notes, ineligible=ineligible)
 
 
 def _key(view_set: raw.ViewSet) -> str:

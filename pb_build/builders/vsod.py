@@ -29,8 +29,9 @@ Construction (benchmark.md §3-§6, VSOD), per labelled segment:
   ``strong_occlusions`` is ``fraction(first) >= --strong-threshold`` (default 0.5: at least half of the picture
   is hidden). **Reference frame**: the unoccluded frame nearest to the first frame in circular distance (the
   moves are circular), ties broken towards waiting (the later frame).
-* Skipped with a reason (``notes.ineligible_segments``, not an error): a segment with no occluded frame, and a
-  segment whose every frame is occluded (no reference frame).
+* Eligibility: a segment with no occluded frame, and a segment whose every frame is occluded (no reference frame)
+  are excluded, not an error: listed in ``notes.ineligible_segments`` and counted per reason in the manifest
+  (``--strict``: an error).
 * One state per frame, all showing the three options; REWIND leads to frame ``k - 1``, wait to ``k + 1``, both
   modulo ``num_images``; both moves and the correct category are valid at every turn; ``max_steps =
   num_images``. The video pre-prompt and the VSOD hint are the official strings.
@@ -59,7 +60,7 @@ from pathlib import Path
 from pb_build import imageio
 from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build.errors import BadRecord, Ineligible, PbBuildError, handle_bad
 from pb_build.hashing import sha256_file
 from pb_build.matching import normalise_text
 from pb_build.names import check_inside
@@ -283,6 +284,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     units: list[WorkUnit] = []
     files: list[Path] = []
     ineligible: list[dict] = []
+    excluded: list[Ineligible] = []
     for seg_name in sorted(by_segment, key=raw.natural_key):
         try:
             if "{" in seg_name or "}" in seg_name:
@@ -296,6 +298,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         chosen = choose_frames(segment, config.strong_threshold)
         if isinstance(chosen, str):
             ineligible.append({"segment": seg_name, "reason": chosen, "questions": len(by_segment[seg_name])})
+            excluded.append(Ineligible(f"{name}/{config.split}/{seg_name}", chosen,
+                                       f"{len(by_segment[seg_name])} labelled question(s)"))
             continue
         first, reference, strong = chosen
         planned = 0
@@ -329,7 +333,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "unlabelled_segments": len(known - set(by_segment)),
     }
     check_inside(raw_dir, files)
-    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
+    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes, ineligible=excluded)
 
 
 def _labels_path(raw_dir: Path, given: str) -> Path:

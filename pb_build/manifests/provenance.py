@@ -33,14 +33,30 @@ def write_sums(root: Path, known: dict[str, str] | None = None) -> Path:
     return dest
 
 
-def read_sums(root: Path) -> dict[str, str]:
-    """Parse ``SHA256SUMS`` into {path: hex digest}."""
+def parse_sums(text: str) -> tuple[dict[str, str], list[str]]:
+    """Parse the text of ``SHA256SUMS`` into {path: hex digest} and a problem ('<line>: <cause>') for every line
+    that does not parse or lists a path twice."""
     sums: dict[str, str] = {}
-    for n, line in enumerate((root / SUMS).read_text(encoding="utf-8").splitlines(), start=1):
+    problems = []
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline
+    for n, line in enumerate(lines, start=1):
         digest, sep, rel = line.partition("  ")
-        if not sep or len(digest) != 64:
-            raise ValueError(f"{root / SUMS}:{n}: not a '<sha256>  <path>' line")
-        sums[rel] = digest
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not rel:
+            problems.append(f"{n}: not a '<sha256>  <path>' line: {line[:80]!r}")
+        elif rel in sums:
+            problems.append(f"{n}: {rel} is listed twice")
+        else:
+            sums[rel] = digest
+    return sums, problems
+
+
+def read_sums(root: Path) -> dict[str, str]:
+    """Parse ``SHA256SUMS`` into {path: hex digest}; a line that does not parse is a ValueError naming it."""
+    sums, problems = parse_sums((root / SUMS).read_text(encoding="utf-8"))
+    if problems:
+        raise ValueError(f"{root / SUMS}:{problems[0]}")
     return sums
 
 

@@ -19,7 +19,8 @@ The real files are named ``<split>_<class>_<NNNN>_<flag>.png`` (e.g. ``data/trai
 
 Bad input (raised as :class:`BadRecord`, or handed to ``on_bad`` under ``--skip-bad``): an unknown class folder, a
 ``.png`` whose stem is not ``<view>_<flag>`` with flag 0 or 1 (that file is skipped), a set where one view token
-appears twice, a set with no views, a set with no informative view (that set is skipped).
+appears twice, a set with no views. A set with no informative (or no uninformative) view is valid data: it is
+returned, and the builder's eligibility rules exclude it.
 
 Class names are not in the data: they are only in the MVP-N documentation PDF. :func:`read_names` reads a
 user-supplied CSV file (format below). Data licence: non-commercial use only (README FAQ of SMNUResearch/MVP-N).
@@ -184,9 +185,6 @@ def _read_set(split: str, class_id: str, set_dir: Path, on_bad: OnBad) -> ViewSe
         views.append(view)
     if not views:
         _bad(BadRecord(set_dir, "set has no <view>_<flag>.png views"), on_bad)
-        return None
-    if not any(v.informative for v in views):
-        _bad(BadRecord(set_dir, "set has no informative view (no <view>_1.png file)"), on_bad)
         return None
     return ViewSet(split, class_id, set_dir.name, str(set_dir), tuple(views))
 

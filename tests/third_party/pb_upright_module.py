@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ def plan(raw: Path, config: Config, on_bad: OnBad) -> Plan:
 
 
 def build(unit: WorkUnit, config: Config) -> Episode:
-    return _SOURCE.make_episode(unit, config)
+    return dataclasses.replace(_SOURCE.make_episode(unit, config), source=name)
 
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
