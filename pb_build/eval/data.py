@@ -18,7 +18,6 @@ from typing import Any
 from pb_build.episode import Episode
 from pb_build.errors import InvalidEpisode, PbBuildError
 from pb_build.eval import sources
-from pb_build.eval.importers import ImportFailure, get_importer, import_record
 from pb_build.manifests import provenance
 
 JSONL_SUFFIX = "_preprocessed.jsonl"
@@ -121,10 +120,14 @@ def load(folder: Path, source: str, *, keep_ids: Path | None = None, filtered: b
     the source, every sample otherwise (``kept_ids`` says which)."""
     if not folder.is_dir():
         raise PbBuildError(f"{folder}: not a folder")
+    errors: tuple[type[BaseException], ...] = (InvalidEpisode, KeyError, TypeError, ValueError, json.JSONDecodeError)
     if (folder / provenance.MANIFEST).is_file():
         data, rows = _release(folder, source)
     else:
+        from pb_build.eval.importers import ImportFailure  # the importers need the builders (opencv, decord)
+
         data, rows = _official(folder, source)
+        errors += (ImportFailure,)
     if filtered is None:
         filtered = keep_ids is None and has_filter(folder, data.official_name)
     kept: set[int] | None = None
@@ -145,9 +148,9 @@ def load(folder: Path, source: str, *, keep_ids: Path | None = None, filtered: b
         data.order.append(sample_id)
         try:
             data.items.append(Item(sample_id, load_one()))
-        except (ImportFailure, InvalidEpisode, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        except errors as exc:
             key = record.get("image_template", "") if record else ""
-            reason = str(exc) if isinstance(exc, ImportFailure) else f"{type(exc).__name__}: {exc}"
+            reason = str(exc) if type(exc).__name__ == "ImportFailure" else f"{type(exc).__name__}: {exc}"
             data.failures.append(LoadFailure(sample_id, key, reason))
     data.dropped = dropped
     return data
@@ -177,6 +180,8 @@ def _release(folder: Path, source: str) -> tuple[Dataset, Any]:
 
 
 def _official(folder: Path, source: str) -> tuple[Dataset, Any]:
+    from pb_build.eval.importers import get_importer, import_record
+
     test_dir = test_dir_of(folder)
     names = sorted(p.name[: -len(JSONL_SUFFIX)] for p in test_dir.glob(f"*{JSONL_SUFFIX}"))
     if not names:
