@@ -50,6 +50,9 @@ _dir = click.Path(path_type=Path)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--device-map", help="'auto' to split a model larger than one GPU (needs accelerate).")
 @click.option("--dtype", default="auto", show_default=True, help="auto (bf16 on GPU, fp32 on CPU), bfloat16, ...")
+@click.option("--data-parallel", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes, one per GPU (cuda:0..N-1; with --device cpu, N CPU processes); results "
+                   "are merged into one run.")
 @click.option("--judge", "judge_model", help="OEG: judge right after generating (e.g. Qwen/Qwen3-8B).")
 @click.option("--judge-max-new-tokens", type=click.IntRange(min=1), help="[default: 4096]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random policy.")
@@ -64,10 +67,12 @@ def eval_command(folder: Path, source_names: tuple[str, ...], models: tuple[str,
                  api_timeout: float, price_input: float | None, price_output: float | None, mode: str, hint: bool,
                  reference: bool, limit: int | None, batch_size: int, keep_ids: Path | None, filtered: bool,
                  all_samples: bool, oeg_samples: int, max_new_tokens: int | None, generation: str, device: str,
-                 device_map: str | None, dtype: str, judge_model: str | None, judge_max_new_tokens: int | None,
-                 seed: int, out: Path, resume: bool, overwrite: bool, quiet: bool) -> None:
+                 device_map: str | None, dtype: str, data_parallel: int, judge_model: str | None,
+                 judge_max_new_tokens: int | None, seed: int, out: Path, resume: bool, overwrite: bool,
+                 quiet: bool) -> None:
     """Evaluate models (or a scripted policy) on sources of a release or an official-layout folder."""
-    from pb_build.eval import data
+    from pb_build.eval import data, deciders, parallel
+    from pb_build.eval.deciders import DeciderSpec
 
     if bool(models) == (policy is not None):
         raise PbBuildError("pass exactly one of --model (repeatable) and --policy")
@@ -90,12 +95,20 @@ def eval_command(folder: Path, source_names: tuple[str, ...], models: tuple[str,
             click.echo(f"{dataset.official_name}: evaluation set {_set_name(dataset)}", err=True)
             run_out = out / _slug(runner) / dataset.source if several else out
             with _run_folder(run_out, overwrite, resume):
-                if decide is None:
-                    decide, settings = _decider(runner, policy, seed, api_base, api_key_env, api_concurrency,
-                                                api_retries, api_timeout, price_input, price_output, tokens,
-                                                generation, device, device_map, dtype)
-                summary = _evaluate(dataset, decide, run_out, mode, batch_size, hint, reference, oeg_samples,
-                                    settings, quiet)
+                spec = DeciderSpec(runner, policy, seed, api_base, api_key_env, api_concurrency, api_retries,
+                                   api_timeout, price_input, price_output, tokens, generation, device, device_map,
+                                   dtype)
+                if data_parallel > 1:
+                    summary = _report(dataset, run_out, mode, parallel.evaluate_parallel(
+                        spec, data_parallel, folder, dataset.source, run_out, dict(
+                            keep_ids=keep_ids, filtered=subset, limit=limit), dict(
+                            mode=mode, batch_size=batch_size, hint=hint, reference=reference,
+                            oeg_samples=oeg_samples)))
+                else:
+                    if decide is None:
+                        decide, settings = deciders.build(spec)
+                    summary = _evaluate(dataset, decide, run_out, mode, batch_size, hint, reference, oeg_samples,
+                                        settings, quiet)
             index.append({"model": runner, "source": dataset.source, "run": str(run_out)})
             if mode == "oeg" and judge_model:
                 _judge(run_out, judge_model, device, dtype, judge_max_new_tokens, False, batch_size)
@@ -153,34 +166,16 @@ class _run_folder:
             self.out.rmdir()
 
 
-def _decider(runner: str, policy: str | None, seed: int, api_base: str | None, api_key_env: str,
-             concurrency: int, retries: int, timeout: float, price_input: float | None, price_output: float | None,
-             tokens: int, generation: str, device: str, device_map: str | None, dtype: str):
-    """The decide function and its recorded settings for one model (or the policy)."""
-    from pb_build.eval.runner import policy_decider
-
-    if policy is not None:
-        return policy_decider(policies.get_policy(policy, seed)), {"policy": policy, "seed": seed}
-    if api_base:
-        from pb_build.eval.api import OpenAIBackend
-
-        api = OpenAIBackend(api_base, runner, api_key_env, tokens, 0.0 if generation == "greedy" else None,
-                            concurrency, retries, timeout=timeout, price_input=price_input,
-                            price_output=price_output)
-        return api, api.settings()
-    from pb_build.eval.backends import TransformersBackend
-
-    backend = TransformersBackend.from_pretrained(runner, device=device, dtype=dtype, max_new_tokens=tokens,
-                                                  generation=generation, device_map=device_map)
-    return backend, backend.settings()
-
-
 def _evaluate(dataset, decide, out: Path, mode: str, batch_size: int, hint: bool, reference: bool,
               oeg_samples: int, settings: dict, quiet: bool) -> dict:
     from pb_build.eval.run import evaluate
 
     summary = evaluate(dataset, decide, out, mode=mode, batch_size=batch_size, hint=hint, reference=reference,
                        oeg_samples=oeg_samples, settings=settings, progress=not quiet)
+    return _report(dataset, out, mode, summary)
+
+
+def _report(dataset, out: Path, mode: str, summary: dict) -> dict:
     if dataset.failures:
         click.echo(f"{len(dataset.failures)} sample(s) could not be loaded; recorded as failed in {out}", err=True)
     failed = summary.get("failed") if mode == "oeg" else sum(v.get("failed", 0) for v in

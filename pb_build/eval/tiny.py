@@ -1,8 +1,8 @@
 """Tiny randomly initialised models of real architectures, built from configs (no downloads).
 
-Used by the tests, the benchmark and dry runs: a byte-level tokenizer with ChatML templates, a tiny
-Qwen2.5-VL, LLaVA-OneVision or InternVL3 (HF-native ``InternVL``) vision-language model with its (image-only) processor, a tiny Qwen3 judge, and a
-Qwen2.5-VL-3B-sized configuration for GPU throughput measurements (evaluator.md §3, §4, §8, §9).
+Used by the tests, the benchmark and dry runs: a byte-level tokenizer with ChatML templates, a tiny Qwen2.5-VL,
+LLaVA-OneVision or InternVL3 (HF-native ``InternVL``) vision-language model with its (image-only) processor, a tiny
+Qwen3 judge, and a Qwen2.5-VL-3B-sized configuration for GPU throughput measurements.
 """
 
 from __future__ import annotations
