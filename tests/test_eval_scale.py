@@ -85,3 +85,17 @@ def test_bf16_batch_composition_is_measured_and_reported(release: Path, capsys):
         print("\nbf16, batch 8 vs batch 1, first-divergence answers differing: " +
               ", ".join(f"{k} {d}/{n}" for k, (d, n) in report.items()))
     assert all(0 <= d <= n for d, n in report.values())
+
+
+@pytest.mark.parametrize("architecture", tiny.ARCHITECTURES)
+def test_history_and_in_context_conversations_run_batched_equal_to_batch_one(release: Path, architecture: str):
+    """Multi-image conversations (earlier turns, in-context examples) through each family's processor."""
+    from pb_build.eval.runner import icl_context
+
+    model, proc = tiny.tiny_vlm(architecture)
+    backend = TransformersBackend(model, proc, max_new_tokens=4)
+    items = data.load(release, "quickdraw", limit=3).items
+    shots = icl_context([items[0].episode])[:2]
+    together = {r["id"]: r for r in run_mcqa(items[1:], backend, batch_size=2, history=True, examples=shots)}
+    alone = {r["id"]: r for r in run_mcqa(items[1:], backend, batch_size=1, history=True, examples=shots)}
+    assert together == alone and all(r["status"] == "ok" for r in together.values()), together

@@ -51,10 +51,14 @@ def data_url(data: bytes) -> str:
     return f"data:{image_mime(data)};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-def messages(image: bytes, prompt: str) -> list[dict[str, Any]]:
-    """The single-turn conversation: the image, then the text."""
-    return [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(image)}},
-                                         {"type": "text", "text": prompt}]}]
+def messages(image: bytes, prompt: str, context: tuple[tuple[bytes, str, str], ...] = ()) -> list[dict[str, Any]]:
+    """The conversation: earlier (image, prompt, answer) turns if any, then the image and the text."""
+    out: list[dict[str, Any]] = []
+    for past_image, past_prompt, past_answer in context:
+        out += messages(past_image, past_prompt)
+        out.append({"role": "assistant", "content": past_answer})
+    return out + [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": data_url(image)}},
+                                               {"type": "text", "text": prompt}]}]
 
 
 @dataclass
@@ -151,9 +155,9 @@ class OpenAIBackend:
                 continue
         raise ApiError(self._scrub(f"{self.api_base}: gave up after {self.retries + 1} attempts ({last})"))
 
-    def complete(self, image: bytes, prompt: str) -> str:
+    def complete(self, image: bytes, prompt: str, context: tuple[tuple[bytes, str, str], ...] = ()) -> str:
         """The answer text for one (frame bytes, prompt) state; raises ApiError or ValueError."""
-        body: dict[str, Any] = {"model": self.model, "messages": messages(image, prompt),
+        body: dict[str, Any] = {"model": self.model, "messages": messages(image, prompt, context),
                                 "max_tokens": self.max_new_tokens}
         if self.temperature is not None:
             body["temperature"] = self.temperature
@@ -172,7 +176,7 @@ class OpenAIBackend:
 
     def _one(self, query: Query) -> Answer:
         try:
-            return self.complete(query.episode.frames[query.frame], query.prompt)
+            return self.complete(query.episode.frames[query.frame], query.prompt, query.context)
         except (ApiError, ValueError) as exc:
             self.usage_totals.add(failures=1)
             return type(exc)(self._scrub(str(exc)))

@@ -211,12 +211,16 @@ class TransformersBackend:
             gen.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return gen
 
-    def generate(self, images: list, prompts: list[str]) -> list[str]:
-        """Answers for (image, prompt) pairs in one padded batch; raises when the batch cannot be processed."""
+    def generate(self, images: list, prompts: list[str], contexts: list | None = None) -> list[str]:
+        """Answers for (image, prompt) pairs in one padded batch; raises when the batch cannot be processed.
+
+        ``contexts`` (one list per pair of earlier (image, prompt, answer) turns) puts those turns before it."""
         import torch
 
-        convs = [[{"role": "user", "content": [{"type": "image", "image": im}, {"type": "text", "text": p}]}]
-                 for im, p in zip(images, prompts, strict=True)]
+        from pb_build.eval.prompts import history_conversation
+
+        contexts = contexts or [[] for _ in prompts]
+        convs = [history_conversation(ctx, im, p) for im, p, ctx in zip(images, prompts, contexts, strict=True)]
         inputs = self.processor.apply_chat_template(
             convs, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
             processor_kwargs={"padding": True, "padding_side": "left"})  # a new dict each call (evaluator.md §5)
@@ -232,24 +236,26 @@ class TransformersBackend:
         from pb_build.eval.images import prepare
 
         answers: list[Answer | None] = [None] * len(queries)
-        images, ok = [], []
+        images, contexts, ok = [], [], []
         for i, q in enumerate(queries):
             try:
                 images.append(prepare(decode_image(q.episode.frames[q.frame]), self.model_type))
+                contexts.append([(prepare(decode_image(f), self.model_type), p, a) for f, p, a in q.context])
                 ok.append(i)
             except ValueError as exc:
                 answers[i] = exc
         if ok:
             try:
-                texts: list[Answer] = list(self.generate(images, [queries[i].prompt for i in ok]))
+                texts: list[Answer] = list(self.generate(images, [queries[i].prompt for i in ok], contexts))
             except (ValueError, TypeError, RuntimeError, IndexError) as batch_error:
-                texts = [self._one(im, queries[i].prompt, batch_error) for im, i in zip(images, ok, strict=True)]
+                texts = [self._one(im, queries[i].prompt, ctx, batch_error)
+                         for im, ctx, i in zip(images, contexts, ok, strict=True)]
             for i, text in zip(ok, texts, strict=True):
                 answers[i] = text
         return [a if a is not None else RuntimeError("no answer") for a in answers]
 
-    def _one(self, image, prompt: str, batch_error: BaseException) -> Answer:
+    def _one(self, image, prompt: str, context: list, batch_error: BaseException) -> Answer:
         try:
-            return self.generate([image], [prompt])[0]
+            return self.generate([image], [prompt], [context])[0]
         except (ValueError, TypeError, RuntimeError, IndexError) as exc:
             return exc if len(str(exc)) else batch_error

@@ -35,6 +35,10 @@ _dir = click.Path(path_type=Path)
 @click.option("--mode", type=click.Choice(["mcqa", "oeg"]), default="mcqa", show_default=True)
 @click.option("--hint", is_flag=True, help="MCQA: add the source's hint; OEG: add the generic hint.")
 @click.option("--reference", is_flag=True, help="MCQA on the reference frame with the categories only.")
+@click.option("--history", is_flag=True, help="MCQA: keep the episode's earlier turns in the conversation.")
+@click.option("--icl-examples", type=click.IntRange(min=0), default=0, show_default=True,
+              help="MCQA: play the first N episodes as in-context examples before every conversation.")
+@click.option("--cot", is_flag=True, help="With --icl-examples: chain-of-thought example answers (ROD, MVP-N).")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N samples (dev runs).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
               help="Episodes in flight; all their current states go to the model together.")
@@ -65,7 +69,8 @@ _dir = click.Path(path_type=Path)
 def eval_command(folder: Path, source_names: tuple[str, ...], models: tuple[str, ...], policy: str | None,
                  api_base: str | None, api_key_env: str, api_concurrency: int, api_retries: int,
                  api_timeout: float, price_input: float | None, price_output: float | None, mode: str, hint: bool,
-                 reference: bool, limit: int | None, batch_size: int, keep_ids: Path | None, filtered: bool,
+                 reference: bool, history: bool, icl_examples: int, cot: bool, limit: int | None,
+                 batch_size: int, keep_ids: Path | None, filtered: bool,
                  all_samples: bool, oeg_samples: int, max_new_tokens: int | None, generation: str, device: str,
                  device_map: str | None, dtype: str, data_parallel: int, judge_model: str | None,
                  judge_max_new_tokens: int | None, seed: int, out: Path, resume: bool, overwrite: bool,
@@ -85,6 +90,7 @@ def eval_command(folder: Path, source_names: tuple[str, ...], models: tuple[str,
     runners = list(models) if models else [f"policy-{policy}"]
     several = len(runners) * len(names) > 1
     tokens = max_new_tokens or (50 if mode == "mcqa" else 1024)
+    variants = {"history": history, "icl_examples": icl_examples, "cot": cot} if history or icl_examples or cot else {}
     index = []
     for runner in runners:
         decide, settings = None, {}
@@ -103,12 +109,12 @@ def eval_command(folder: Path, source_names: tuple[str, ...], models: tuple[str,
                         spec, data_parallel, folder, dataset.source, run_out, dict(
                             keep_ids=keep_ids, filtered=subset, limit=limit), dict(
                             mode=mode, batch_size=batch_size, hint=hint, reference=reference,
-                            oeg_samples=oeg_samples)))
+                            oeg_samples=oeg_samples, **variants)))
                 else:
                     if decide is None:
                         decide, settings = deciders.build(spec)
                     summary = _evaluate(dataset, decide, run_out, mode, batch_size, hint, reference, oeg_samples,
-                                        settings, quiet)
+                                        settings, quiet, variants)
             index.append({"model": runner, "source": dataset.source, "run": str(run_out)})
             if mode == "oeg" and judge_model:
                 _judge(run_out, judge_model, device, dtype, judge_max_new_tokens, False, batch_size)
@@ -167,11 +173,11 @@ class _run_folder:
 
 
 def _evaluate(dataset, decide, out: Path, mode: str, batch_size: int, hint: bool, reference: bool,
-              oeg_samples: int, settings: dict, quiet: bool) -> dict:
+              oeg_samples: int, settings: dict, quiet: bool, variants: dict) -> dict:
     from pb_build.eval.run import evaluate
 
     summary = evaluate(dataset, decide, out, mode=mode, batch_size=batch_size, hint=hint, reference=reference,
-                       oeg_samples=oeg_samples, settings=settings, progress=not quiet)
+                       oeg_samples=oeg_samples, settings=settings, progress=not quiet, **variants)
     return _report(dataset, out, mode, summary)
 
 

@@ -121,18 +121,38 @@ def oeg_selection(data: Dataset, samples: int, seed: int = 0) -> list[int]:
 
 def evaluate(data: Dataset, decide: Decide, out: Path, *, mode: str = "mcqa", batch_size: int = 16,
              hint: bool = False, reference: bool = False, oeg_samples: int = OEG_SAMPLES,
-             settings: dict[str, Any] | None = None, progress: bool = False) -> dict[str, Any]:
+             settings: dict[str, Any] | None = None, progress: bool = False, history: bool = False,
+             icl_examples: int = 0, cot: bool = False) -> dict[str, Any]:
     """Run ``mode`` on ``data`` into the run folder ``out`` (already prepared); returns the summary.
 
-    A run folder holding the same run is resumed: its finished episodes are kept, the others are run."""
+    A run folder holding the same run is resumed: its finished episodes are kept, the others are run. The
+    paper's §4.3 variants (MCQA): ``history`` keeps each episode's earlier turns in the conversation;
+    ``icl_examples`` puts the first N episodes, played as in-context examples (with the CoT lead-in when
+    ``cot``), before every conversation and leaves them out of the evaluation."""
     if mode not in ("mcqa", "oeg"):
         raise PbBuildError(f"unknown mode {mode!r}; use mcqa or oeg")
-    if mode == "oeg" and reference:
-        raise PbBuildError("--reference applies to MCQA only")
+    if mode == "oeg" and (reference or history or icl_examples):
+        raise PbBuildError("--reference, --history and --icl-examples apply to MCQA only")
+    if cot and not icl_examples:
+        raise PbBuildError("--cot applies to the in-context examples; pass --icl-examples N")
     run = {"pb_build_version": __version__, "mode": mode, "data": data.describe(), "batch_size": batch_size,
            "hint": hint, "reference": reference, **(settings or {})}
     items: list[Item] = data.items
     failures: list[LoadFailure] = data.failures
+    examples: tuple = ()
+    if history or icl_examples:
+        from pb_build.eval.runner import icl_context
+
+        run.update(history=history, icl_examples=icl_examples, cot=cot)
+        shots = items[:icl_examples]
+        if len(shots) < icl_examples:
+            raise PbBuildError(f"--icl-examples {icl_examples}: only {len(items)} episodes loaded")
+        try:
+            examples = icl_context([i.episode for i in shots], hint, cot)
+        except ValueError as exc:
+            raise PbBuildError(f"--cot: {exc}") from None
+        run["icl_example_ids"] = [i.sample_id for i in shots]
+        items = items[icl_examples:]
     if mode == "oeg":
         keep = oeg_selection(data, oeg_samples)
         run["oeg_samples"], run["oeg_ids"] = oeg_samples, keep
@@ -160,7 +180,8 @@ def evaluate(data: Dataset, decide: Decide, out: Path, *, mode: str = "mcqa", ba
         for rec in records:
             write(rec)
         runner = run_mcqa if mode == "mcqa" else run_oeg
-        kwargs: dict[str, Any] = {"reference": reference} if mode == "mcqa" else {}
+        kwargs: dict[str, Any] = {"reference": reference, "history": history,
+                                  "examples": examples} if mode == "mcqa" else {}
         records += runner([i for i in items if i.sample_id not in finished], decide, batch_size=batch_size,
                           hint=hint, on_record=write, progress=progress, **kwargs)
     seconds = time.perf_counter() - started
