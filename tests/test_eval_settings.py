@@ -165,6 +165,9 @@ def test_missing_model_folder_and_cuda_without_cuda_give_one_line_and_no_run_fol
     result = _cli("eval", release, "--source", "QD", "--model", "./no-such-folder", "--out", out)
     assert result.exit_code == 1 and "./no-such-folder: model folder does not exist" in result.output
     assert "alphanumeric" not in result.output and not out.exists()
+    result = _cli("eval", release, "--source", "QD", "--model", "./no-such-folder", "--model", "./other", "--out",
+                  tmp_path / "many")
+    assert result.exit_code == 1 and not (tmp_path / "many").exists()  # no empty <model>/<source> folders left
     if torch.cuda.is_available():
         pytest.skip("this torch has CUDA")
     from pb_build.eval import tiny

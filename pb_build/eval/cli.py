@@ -154,22 +154,28 @@ def _slug(name: str) -> str:
 
 
 class _run_folder:
-    """Prepare a run folder; remove it again when the run fails before writing anything."""
+    """Prepare a run folder; remove the folders it created again when the run fails before writing anything."""
 
     def __init__(self, out: Path, overwrite: bool, resume: bool) -> None:
         self.out, self.overwrite, self.resume = out, overwrite, resume
-        self.created = False
+        self.created: list[Path] = []
 
     def __enter__(self) -> Path:
         from pb_build.eval.run import prepare_out
 
-        self.created = not self.out.exists()
+        for folder in (self.out, *self.out.parents):
+            if folder.exists():
+                break
+            self.created.append(folder)
         prepare_out(self.out, self.overwrite, self.resume)
         return self.out
 
     def __exit__(self, kind, value, tb) -> None:
-        if kind is not None and self.created and self.out.is_dir() and not any(self.out.iterdir()):
-            self.out.rmdir()
+        if kind is None:
+            return
+        for folder in self.created:  # deepest first
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _evaluate(dataset, decide, out: Path, mode: str, batch_size: int, hint: bool, reference: bool,
