@@ -191,3 +191,23 @@ def test_generation_official_keeps_the_checkpoint_config_greedy_overrides_it():
     assert greedy._generation_config().repetition_penalty == 1.0 and not greedy._generation_config().do_sample
     assert official.settings()["generation"] == "official" and official.settings()["repetition_penalty"] == 1.3
     assert official.settings()["image_preparation"] == "qwen_vl_utils.smart_resize"
+
+
+def test_the_default_evaluation_set_is_the_filtered_one_when_the_release_carries_it(release: Path, tmp_path: Path):
+    import shutil
+
+    copy = tmp_path / "release"
+    shutil.copytree(release, copy)
+    n = len(data.load(copy, "quickdraw").items)
+    plain = _cli("eval", copy, "--source", "QD", "--policy", "oracle", "--out", tmp_path / "all", "--quiet")
+    assert plain.exit_code == 0 and "evaluation set all samples" in plain.output
+    (copy / "test" / "QuickDraw_filter.json").write_text(json.dumps([0, 2, 4]))
+    default = _cli("eval", copy, "--source", "QD", "--policy", "oracle", "--out", tmp_path / "paper", "--quiet")
+    assert default.exit_code == 0 and "evaluation set filtered" in default.output
+    ids = [json.loads(x)["id"] for x in (tmp_path / "paper" / "trajectories.jsonl").read_text().splitlines()]
+    assert ids == [0, 2, 4]
+    assert json.loads((tmp_path / "paper" / "run.json").read_text())["evaluation_set"].endswith("QuickDraw_filter.json")
+    every = _cli("eval", copy, "--source", "QD", "--policy", "oracle", "--all-samples", "--out", tmp_path / "every",
+                 "--quiet")
+    assert every.exit_code == 0
+    assert len((tmp_path / "every" / "trajectories.jsonl").read_text().splitlines()) == n
