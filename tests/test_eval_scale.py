@@ -99,3 +99,13 @@ def test_history_and_in_context_conversations_run_batched_equal_to_batch_one(rel
     together = {r["id"]: r for r in run_mcqa(items[1:], backend, batch_size=2, history=True, examples=shots)}
     alone = {r["id"]: r for r in run_mcqa(items[1:], backend, batch_size=1, history=True, examples=shots)}
     assert together == alone and all(r["status"] == "ok" for r in together.values()), together
+
+
+def test_device_map_auto_loads_and_answers_like_the_plain_load(release: Path, tmp_path: Path):
+    pytest.importorskip("accelerate", reason="--device-map needs accelerate: pip install -e '.[train]'")
+    model_dir = tiny.save_tiny_vlm(tmp_path / "model")
+    items = data.load(release, "quickdraw", limit=3).items
+    split = TransformersBackend.from_pretrained(str(model_dir), device="cpu", max_new_tokens=4, device_map="auto")
+    plain = TransformersBackend.from_pretrained(str(model_dir), device="cpu", max_new_tokens=4)
+    assert str(split.model.device) == "cpu"  # one CPU: "auto" places everything there
+    assert run_mcqa(items, split, batch_size=3) == run_mcqa(items, plain, batch_size=3)
