@@ -75,15 +75,19 @@ class EpisodeSpec:
     oeg_threshold: int  # how many leading valid answers are proactive suggestions
     contract: dict[str, Any]  # the official record contract (``pb_build.official.RecordContract`` as JSON)
     reachable: tuple[str, ...]  # every official image path (relative to ``test/``) the environment can open
+    cot_prompt: str = ""  # the chain-of-thought lead-in of the CoT/ICL experiments ('' when the source has none)
 
     def to_json(self) -> dict[str, Any]:
-        return {"alias": self.alias, "reference_prompt": self.reference_prompt, "oeg_answers": self.oeg_answers,
-                "oeg_threshold": self.oeg_threshold, "contract": self.contract, "reachable": list(self.reachable)}
+        out = {"alias": self.alias, "reference_prompt": self.reference_prompt, "oeg_answers": self.oeg_answers,
+               "oeg_threshold": self.oeg_threshold, "contract": self.contract, "reachable": list(self.reachable)}
+        if self.cot_prompt:  # only then, so sources without one keep their bytes
+            out["cot_prompt"] = self.cot_prompt
+        return out
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> EpisodeSpec:
         return cls(data["alias"], data["reference_prompt"], data["oeg_answers"], int(data["oeg_threshold"]),
-                   dict(data["contract"]), tuple(data["reachable"]))
+                   dict(data["contract"]), tuple(data["reachable"]), str(data.get("cot_prompt", "")))
 
 
 @dataclass(frozen=True)

@@ -157,5 +157,5 @@ def test_benchmark_runs_on_cpu(tmp_path: Path):
     assert cpu["same_outcomes"] and cpu["ratio"] > 1
     out = tmp_path / "gpu.json"
     assert bench.main(["--gpu", "--tiny-config", "--device", "cpu", "--episodes", "4", "--batch-sizes", "1,2",
-                       "--steps-per-size", "1", "--max-new-tokens", "5", "--json", str(out)]) == 0
+                       "--max-new-tokens", "5", "--json", str(out)]) == 0
     assert [r["batch_size"] for r in json.loads(out.read_text())["results"]] == [1, 2]

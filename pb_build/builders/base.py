@@ -57,6 +57,7 @@ class OfficialSpec:
     oeg_threshold: int = 1
     reference_prompt: str = ""  # empty: reference mode asks the record's own prompt
     one_key: bool = True  # every proactive option holds exactly one action key (else at least one)
+    cot_prompt: str = ""  # the official environment's chain-of-thought lead-in (CoT and ICL experiments only)
     option_field: str = ""  # a record field that must be one of the options, instead of the action-key check
 
 
@@ -210,7 +211,7 @@ class Source:
             alias=self.official.alias, reference_prompt=self.official.reference_prompt or ep.prompt,
             oeg_answers=self.oeg_answers(ep), oeg_threshold=self.official.oeg_threshold,
             contract=self.contract(record).to_json(),
-            reachable=tuple(self.reachable_paths(record)) if record else (),
+            reachable=tuple(self.reachable_paths(record)) if record else (), cot_prompt=self.official.cot_prompt,
         )
 
     def _checked(self, ep: Episode) -> Episode:

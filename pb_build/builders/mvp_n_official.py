@@ -75,7 +75,10 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
 
 
 OFFICIAL = OfficialSpec(alias="MVP-N", actions=frozenset({"ROTATE"}), extra_fields={"valid_images": "list"},
-                        oeg_threshold=2, one_key=False)
+                        oeg_threshold=2, one_key=False,
+                        cot_prompt="I cannot tell which object is this. Rotating the object or changing the viewpoint "
+                                   "might provide a more informative view. So, first, I need to rotate the object or "
+                                   "change the viewpoint and then answer the question. Therefore, the answer is:")
 
 
 def reachable_paths(record: dict[str, Any]) -> list[str]:

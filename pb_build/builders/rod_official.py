@@ -88,7 +88,10 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
 
 
 OFFICIAL = OfficialSpec(alias="ROD", actions=frozenset({"LEFT", "RIGHT"}), oeg_threshold=2,
-                        reference_prompt="What type of object is in the image?")
+                        reference_prompt="What type of object is in the image?",
+                        cot_prompt="I cannot see what is behind the occluding object. Moving the occluding object "
+                                   "might reveal its position. So, first, I need to move the occluding object and then "
+                                   "answer the question. Therefore, the answer is:")
 
 
 def reachable_paths(record: dict[str, Any]) -> list[str]:
