@@ -116,3 +116,30 @@ def test_builders_may_use_their_raw_readers_and_the_registry_lists_every_builder
     assert violations("pb_build/builders/coco.py", "from pb_build.raw import coco as raw\n", source_names()) == []
     built_in = {name for name, source in REGISTRY.items() if source.origin == "built-in"}
     assert built_in == {module.rsplit(".", 1)[1].replace("_", "-") for module, _ in BUILT_IN}
+
+
+def test_verify_and_the_card_need_no_source_code(tmp_path: Path) -> None:
+    """A release verifies (its card included) in a process where no builder or raw reader can be imported."""
+    import subprocess
+    import sys
+
+    from pb_build.build import SourceJob, build_release
+
+    qd = REGISTRY["quickdraw"]
+    release = tmp_path / "release"
+    build_release(release, [SourceJob(qd, qd.Config(), qd.sample_dir(), True)], progress=False)
+    script = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.startswith(('pb_build.builders', 'pb_build.raw')):\n"
+        "            raise ImportError(f'{name} is blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from pathlib import Path\n"
+        "from pb_build.verify import verify_release\n"
+        f"result = verify_release(Path({str(release)!r}))\n"
+        "assert result.problems == [], result.problems\n"
+        "assert result.sources[0].oracle_correct == result.sources[0].rows > 0\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

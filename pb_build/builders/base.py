@@ -22,25 +22,13 @@ from typing import Any
 from pb_build.episode import Episode, EpisodeSpec
 from pb_build.errors import BadRecord, Ineligible, InvalidEpisode, PbBuildError
 from pb_build.official import ACTION_KEYS, FIELD_TYPES, RecordContract, check_record
+from pb_build.source_info import SourceInfo  # noqa: F401  (re-exported: builders import it from here)
 from pb_build.strings import is_abstain
 
 OnBad = Callable[[BadRecord], None] | None
 
 #: The abstain options every built-in source draws one from (the official wording).
 ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """Metadata for the dataset card and manifest."""
-
-    official_name: str
-    title: str
-    licence: str
-    attribution: str
-    homepage: str
-    citation: str
-    description: str
 
 
 @dataclass(frozen=True)

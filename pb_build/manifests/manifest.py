@@ -80,6 +80,9 @@ class SourceEntry:
     # Valid raw items the source's eligibility rules excluded: how many per reason, and each one.
     ineligible: dict[str, int] = field(default_factory=dict)
     ineligible_items: list[dict[str, Any]] = field(default_factory=list)
+    # The source's card metadata (title, licence, attribution, homepage, citation, description), so the card and
+    # verify need no source code.
+    info: dict[str, str] = field(default_factory=dict)
 
     @property
     def synthetic_sample(self) -> bool:
@@ -230,6 +233,7 @@ def _entry(e: Any, where: str) -> SourceEntry:
         filter=_get(e, "filter", (dict, type(None)), where, None),
         ineligible=_counts_by_reason(_get(e, "ineligible", dict, where, {}), f"{where}.ineligible"),
         ineligible_items=_get(e, "ineligible_items", list, where, []),
+        info={k: v for k, v in _get(e, "info", dict, where, {}).items() if isinstance(v, str)},
     )
 
 

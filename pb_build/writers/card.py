@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +13,8 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from pb_build import __version__
-from pb_build.builders.base import SourceInfo
-from pb_build.manifests.manifest import Manifest
+from pb_build.manifests.manifest import Manifest, SourceEntry
+from pb_build.source_info import SourceInfo
 from pb_build.writers.native import FEATURES, FIELD_DOCS
 
 LICENCE = "cc-by-nc-4.0"
@@ -51,11 +52,9 @@ class ConfigSummary:
 def summaries_from_manifest(manifest: Manifest, size_of: Callable[[str], int]) -> list[ConfigSummary]:
     """Card summaries for every native config a manifest lists, filtered ones included (``size_of`` gives a
     file's size in bytes)."""
-    from pb_build.builders import get_builder
-
     out = []
     for e in manifest.sources:
-        info = get_builder(e.source).info
+        info = _info(e)
         configs = [(e.source, e.files.native, e.counts.samples)]
         if e.filter is not None:
             configs.append((f"{e.source}_filtered", e.filter["files"]["native"], len(e.filter["kept_ids"])))
@@ -64,6 +63,14 @@ def summaries_from_manifest(manifest: Manifest, size_of: Callable[[str], int]) -
                                      sum(size_of(p) for p in shards), e.synthetic_sample,
                                      tuple(e.official_fields)))
     return out
+
+
+def _info(entry: SourceEntry) -> SourceInfo:
+    """The card metadata the manifest carries (a manifest without it gives the names and licence only)."""
+    known = {f.name for f in dataclasses.fields(SourceInfo)} - {"official_name"}
+    given = {k: v for k, v in entry.info.items() if k in known}
+    return SourceInfo(**{"title": entry.official_name, "licence": entry.licence, "attribution": "", "homepage": "",
+                         "citation": "", "description": "", **given, "official_name": entry.official_name})
 
 
 def release_card(manifest: Manifest, size_of: Callable[[str], int], repo_id: str | None = None,
