@@ -13,6 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
+import matplotlib  # noqa: E402,F401  (a dependency: the plots need it)
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -26,8 +27,6 @@ from pb_build.visual import episodes
 from pb_build.visual.card_assets import write_card_assets
 from pb_build.visual.runs import classify
 from pb_build.visual.sheet import Layout
-
-import matplotlib  # noqa: E402,F401  (a dependency: the plots need it)
 
 
 def run(*args: object) -> tuple[int, str]:
