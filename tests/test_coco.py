@@ -80,7 +80,7 @@ def _machine(direction: str, g: int, h0: int, v0: int, crop: dict, options: list
 
 
 def test_spec_trace_diagonal() -> None:
-    """benchmark.md §7, the diagonal trace: LEFT, LEFT, DOWN, DOWN, then the answer."""
+    """The official environment's diagonal trace (down_left, g=3): LEFT, LEFT, DOWN, DOWN, then the answer."""
     options = [coco_geometry.LEFT, "I cannot answer this question.", coco_geometry.DOWN]
     m = _machine("down_left", 3, 40, 30, {"top": 100, "left": 200, "height": 380, "width": 560}, options)
     assert m.max_steps == 6 and len(m.moves) == 9
@@ -693,7 +693,7 @@ def test_official_hint_prompt(release: Release, played) -> None:
 
 @requires_official
 def test_spec_traces_in_the_official_environment(tmp_path: Path) -> None:
-    """The official environment reproduces benchmark.md §7 traces, and our copies of its box and option rules
+    """The official environment reproduces the traces of the tests above, and our copies of its box and option rules
     agree with it (boxes reported by the official transform)."""
     test = tmp_path / "test"
     (test / "coco2014" / "val2014").mkdir(parents=True)

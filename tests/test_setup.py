@@ -83,3 +83,22 @@ def test_fail_on_skip_allows_only_slow_and_gpu_skips(tmp_path: Path) -> None:
     assert strict.returncode == 1, strict.stdout + strict.stderr
     listed = strict.stdout.split("does not allow", 1)[1]
     assert "test_missing_package" in listed and "test_slow" not in listed and "test_gpu" not in listed
+
+
+def test_no_citation_points_outside_the_repository() -> None:
+    """A user's clone has no ``shared/`` folder next to it: sources, benches and tests must state a rule or cite the
+    paper (ProactiveBench, arXiv 2603.19466) or the official proactivebench package, never the project's private
+    spec documents."""
+    needles = re.compile(r"shared/spec|\.\./shared|\b(?:benchmark|raw-sources|evaluator|hub)\.md\s+§")
+    me = Path(__file__).resolve()
+    hits = []
+    for top in ("pb_build", "bench", "tests"):
+        for path in sorted((REPO / top).rglob("*")):
+            rel = path.relative_to(REPO)
+            if not path.is_file() or path.resolve() == me or any(
+                    part.startswith(".") or part == "__pycache__" for part in rel.parts):
+                continue
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            hits += [f"{rel}:{n}: {line.strip()}"
+                     for n, line in enumerate(text.splitlines(), 1) if needles.search(line)]
+    assert hits == [], "citations of documents a clone does not have:\n" + "\n".join(hits)

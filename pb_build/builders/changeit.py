@@ -3,8 +3,8 @@
 Raw layout: see :mod:`pb_build.raw.changeit` (a ChangeIt checkout plus the videos in
 ``videos/<category>/<youtube_id>.<ext>`` or ``downloads/<category>/...``, or ``--video-dir``).
 
-Construction (benchmark.md §3-§6, CIT), for every annotated video of every category folder (sorted by category,
-then YouTube id) and every question type of ``--questions`` (object, then action):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.6), for every annotated video of every category folder
+(sorted by category, then YouTube id) and every question type of ``--questions`` (object, then action):
 
 * **Sampled frames.** ``num_images = N = ceil(S * fps)`` frames for an annotation of S rows (seconds), frame j
   shows second ``t = j / fps``, labelled by annotation row ``floor(t)``; at the default 1 fps frame t is row t.

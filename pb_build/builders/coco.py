@@ -2,7 +2,8 @@
 
 Input: ``--raw`` holds ``annotations/instances_<split>2014.json`` and ``<split>2014/`` (or the published zips,
 read in place; see :mod:`pb_build.raw.coco`); ``--split val`` (default, the benchmark) or ``train``.
-Construction (benchmark.md §3.2, §6 COCO, §7):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.7; record fields as the official
+``COCO2014Environment`` reads them):
 
 * **Eligible images.** Exactly one annotation in the file, and it is not a crowd annotation (``iscrowd=1``
   annotations count towards "exactly one": an image with one object plus a crowd region shows more objects, and a

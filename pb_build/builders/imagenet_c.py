@@ -1,6 +1,6 @@
 """ImageNet-C: a corrupted photo; the model should ask for the one quality fix that undoes the corruption.
 
-Construction (benchmark.md §3-§6, IN-C; raw-sources.md §3):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.4; raw layouts in :mod:`pb_build.raw.imagenet_c`):
 * Raw input is either the published ImageNet-C tree (``<corruption>/<severity 1-5>/<wnid>/<file>.JPEG``; its
   JPEG files are the frames, copied byte for byte) or clean ImageNet-val-style images (``<wnid>/<file>``),
   corrupted by pb-build with ``imagecorruptions`` (see :mod:`pb_build.raw.imagenet_c`): Resize(256) +

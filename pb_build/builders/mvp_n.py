@@ -6,7 +6,7 @@ the names are only in the MVP-N documentation PDF; a relative ``--names`` is loo
 in the current folder, and its sha256 is recorded in the manifest notes. The manifest lists every view file of
 the planned sets (and the names file when it lies in the raw folder).
 
-Construction (benchmark.md §3.2, §3.3, §6 MVP-N):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.3; record fields as the official MVP-N environment reads them):
 
 * One sample per multi-view set. Sets come from the folder tree in sorted order (never from MVP-N's pickled
   ``test_list`` files). ``per_class`` sets per class are chosen by a rank hashed from (seed, source, key); 0 keeps

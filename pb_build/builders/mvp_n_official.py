@@ -9,8 +9,8 @@ the category is accepted), at the last turn only the category is; ``max_steps = 
 Frames: one per turn, in turn order, then the reference view when its path is not one of the turns' paths
 (pb-build's reference is the last turn's informative view). The key is recovered from a pb-build layout template
 ``MVP-N/<split>/<class>/<set>/...`` (``mvp-n/<split>/<class>/<set>``); any other layout gets ``mvp-n/id-<id>``.
-Assumption for the authors' files: the template's placeholders are exactly ``{image}`` and ``{informative}`` (as
-benchmark.md §3.3 documents); the folder layout is free.
+Assumption for the authors' files: the template's placeholders are exactly ``{image}`` and ``{informative}`` (the
+official environment's ``_get_relative_image_path`` formats exactly these two); the folder layout is free.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """QuickDraw: a sketch too coarse to classify; the model should ask for more strokes.
 
-Construction (benchmark.md §6, QD):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.5):
 * Only recognised drawings with at least 2 strokes are eligible (one stroke gives one frame, no proactive step).
 * The pool of a category is its first ``pool`` eligible drawings in file order; ``per_class`` of them are chosen
   by a rank hashed from (seed, source, key), so a drawing's selection does not depend on its neighbours.

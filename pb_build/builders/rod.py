@@ -1,6 +1,7 @@
 """ROD (Realistic Occlusion Dataset): an object hidden behind an occluder; the model should move the occluder.
 
-Construction (benchmark.md §3.3, §4.2, §6 ROD; raw layout and name parsing in :mod:`pb_build.raw.rod`):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.1, and the official ROD environment; raw layout and name
+parsing in :mod:`pb_build.raw.rod`):
 * One sample per sweep: the :data:`~pb_build.raw.rod.POSITIONS` = 14 images of one (setting, occluder group,
   object), frame k = occluder position ``s<k>``. ``first_image`` = 7 (the centre, most occluded position),
   ``reference_image`` = 0 (the unoccluded end), ``num_images`` = ``max_steps`` = 14.
@@ -78,7 +79,8 @@ POSITIONS = raw.POSITIONS
 FIRST = POSITIONS // 2
 REFERENCE = 0
 OFFICIAL_DIR = "Realistic-Occlusion-Dataset"
-# The official environment's _fix_corruptions (benchmark.md §3.3).
+# The official environment's _fix_corruptions: in a path containing REWRITE_MARK (a frame missing from the raw
+# data) every "s6" becomes "s5" after a LEFT move and "s7" otherwise.
 REWRITE_MARK = "natural_bluebl_greenr-banana-s6"
 REWRITE_FROM, REWRITE_LEFT, REWRITE_OTHER = "s6", "s5", "s7"
 

@@ -11,7 +11,8 @@ position one state per arrival move; the first turn is a state of its own.
 Assumptions for records pb-build did not make:
 
 * Exactly three options: one containing ``to the left``, one containing ``to the right`` (case-insensitive, the
-  official action keys) and one abstain option (benchmark.md §5); anything else is an ``ImportFailure``.
+  official action keys) and one abstain option (containing ``cannot`` or ``do not``; every official record has
+  exactly one); anything else is an ``ImportFailure``.
 * Every file the official environment can open must exist: the frame of every state and, for reference mode
   (which opens ``reference_image`` without the rewrite), the reference frame. A position that no state shows
   (the rewritten banana ``s6``, which the published archive lacks) may be absent: its native frame is then the

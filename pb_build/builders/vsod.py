@@ -19,7 +19,7 @@ A relative ``--labels`` path is looked up in the raw folder first, then in the c
 size and sha256 are recorded in the manifest (``notes.labels``); a labels file inside the raw folder is also
 listed with the raw files, so ``pb-build rebuild`` checks it and the manifest holds no machine-specific path.
 
-Construction (benchmark.md §3-§6, VSOD), per labelled segment:
+Construction (ProactiveBench, arXiv 2603.19466, App. A.2, and the official VSOD environment), per labelled segment:
 
 * Frames are the segment's frames in natural file-name order (``pb_build.raw.vsod``), exported 0-based with
   4-digit indices (``0000.jpg`` ...) to ``OcclusionDataSet-MM20/Data/<split>/<segment>/``. Every question about

@@ -12,7 +12,8 @@ dropping the ``false`` rows is the loader's rule (``pb_build.eval.data.load``), 
 Assumptions for records pb-build did not make:
 
 * Exactly three options: one containing ``rewind the video.``, one containing ``wait for the`` (case-insensitive,
-  the official action keys) and one abstain option (benchmark.md §5); anything else is an ``ImportFailure``.
+  the official action keys) and one abstain option (containing ``cannot`` or ``do not``; every official record
+  has exactly one); anything else is an ``ImportFailure``.
 * Every frame ``0 .. num_images-1`` must exist (the moves are circular, so each is reachable).
 * The key is ``vsod/<split>/<segment>/<question type>`` when the template is
   ``OcclusionDataSet-MM20/Data/<split>/<segment>/{image}<ext>`` (pb-build's layout, as documented for the official

@@ -221,9 +221,10 @@ class TransformersBackend:
 
         contexts = contexts or [[] for _ in prompts]
         convs = [history_conversation(ctx, im, p) for im, p, ctx in zip(images, prompts, contexts, strict=True)]
+        # processor_kwargs is a new dict each call: apply_chat_template adds return_tensors to the dict it gets.
         inputs = self.processor.apply_chat_template(
             convs, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
-            processor_kwargs={"padding": True, "padding_side": "left"})  # a new dict each call (evaluator.md §5)
+            processor_kwargs={"padding": True, "padding_side": "left"})
         inputs = inputs.to(self.model.device, dtype=self.model.dtype)
         with torch.inference_mode():
             out = self.model.generate(**inputs, generation_config=self._generation_config())

@@ -1,8 +1,9 @@
 """``pb-build filter``: drop samples that too many probe models answer correctly at the first turn.
 
-The paper's rule (benchmark.md §11): a sample is dropped when at least 25 % of the probe models answer it
-correctly at the first turn in zero-shot MCQA without hints. "Correctly at the first turn" is the first turn's
-category verdict, so on ROD (categories are not accepted at turn 1) nothing is dropped, as officially.
+The paper's rule (ProactiveBench, arXiv 2603.19466, §3.3 and App. A.8): a sample is dropped when at least 25 % of
+the probe models answer it correctly at the first turn in zero-shot MCQA without hints. "Correctly at the first
+turn" is the first turn's category verdict, so on ROD (categories are not accepted at turn 1) nothing is dropped, as
+officially.
 
 The kept ids are recorded in the release three ways: ``test/<Name>_filter.json`` (a plain JSON list, usable as
 ``FILTER[<Name>]`` by the official loader pattern), a native config ``<source>_filtered`` holding only the kept

@@ -1,4 +1,5 @@
-"""The open-ended judge (benchmark.md §10.2): the official prompts and parsing, and a causal-LM judge.
+"""The open-ended judge (ProactiveBench, arXiv 2603.19466, App. B): the official prompts and parsing, and a
+causal-LM judge.
 
 ``SYSTEM_PROMPT``, ``USER_PROMPT``, ``judge_messages`` and ``parse_judge_prediction`` reproduce
 ``proactivebench.open_ended_gen`` (proactivebench 0.1.1, MIT licence, (c) its authors) exactly. The judge model

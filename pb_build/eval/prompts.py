@@ -1,4 +1,4 @@
-"""Prompt assembly exactly as the official package does it (benchmark.md §8.1, §10.1).
+"""Prompt assembly exactly as the official proactivebench package does it, for MCQA and open-ended turns.
 
 The MCQA prompt is ``apply_multi_choice_template(question, options, short_answer=True)`` of
 ``proactivebench.data_utils``; the question is the record's prompt with the episode's pre-prompt in front and,

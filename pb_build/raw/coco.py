@@ -1,7 +1,7 @@
 """MS-COCO 2014 raw data: the ``instances_{val,train}2014.json`` annotations, the image folder, and the fetcher.
 
-Raw layout (raw-sources.md §2), looked up in this order inside the raw folder, for ``split`` = ``val`` or
-``train``:
+Raw layout (that of the published COCO 2014 archives), looked up in this order inside the raw folder, for
+``split`` = ``val`` or ``train``:
 
 * annotations: ``annotations/instances_<split>2014.json``, ``instances_<split>2014.json``, or the member
   ``annotations/instances_<split>2014.json`` of ``annotations_trainval2014.zip`` (the published archive);

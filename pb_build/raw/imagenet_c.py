@@ -1,6 +1,6 @@
 """ImageNet-C raw data: the published corruption tree, clean ImageNet-val-style folders, and regeneration.
 
-Two raw layouts are read (raw-sources.md §3):
+Two raw layouts are read:
 
 * ``imagenet-c``: the published tree ``<root>/<corruption>/<severity 1-5>/<wnid>/<file>.JPEG`` (Zenodo record
   2235448: noise.tar, blur.tar, weather.tar, digital.tar, extra.tar, extracted into one folder). Its files are

@@ -260,7 +260,7 @@ def read_names(path: Path, category_of: Callable[[str], str]) -> dict[str, str]:
 
 
 def name_problem(name: str, category_of: Callable[[str], str]) -> str | None:
-    """Why ``name`` cannot become an official category string (benchmark.md §3.4), or None."""
+    """Why ``name`` cannot become an official category string (the message says which rule), or None."""
     if len(name) < 2:
         return "must have at least 2 characters"
     if "," in name:

@@ -1,6 +1,6 @@
 """ROD, the Realistic Occlusion Dataset (Lee et al. 2023): file-name parsing, sweep grouping and the fetcher.
 
-Raw layout (what is known; raw-sources.md §5). The Hub dataset ``arielnlee/Realistic-Occlusion-Dataset``
+Raw layout (only what the Hub metadata shows). The Hub dataset ``arielnlee/Realistic-Occlusion-Dataset``
 ships ``rod_0.tar.gz`` and ``rod_1.tar.gz``, 1,231 images of 16 classes. Their folder layout inside the archives
 is not documented, so the reader is tolerant: it walks the raw folder recursively (sorted) and takes every
 ``.jpg``/``.jpeg``/``.png`` file (any case) whose name does not start with ``.`` (macOS ``._*`` resource forks
@@ -59,7 +59,8 @@ CLASSES = ("banana", "baseball", "cowboy hat", "cup", "dumbbell", "hammer", "lap
 _NAME = re.compile(r"^(?P<group>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)+)-(?P<cls>[A-Za-z0-9][A-Za-z0-9 _-]*?)-s(?P<pos>[0-9]+)$")
 _TOKEN = re.compile(r"^[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*$")
 _DESCRIPTION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 '-]*[A-Za-z0-9]$")
-# Phrases a description must not contain: abstain markers and the ROD action keys (benchmark.md §3.4, §4.1).
+# Phrases a description must not contain: the abstain markers (an option holding one is never valid) and the
+# ROD action keys (the official action map matches keys as substrings, so a move option must hold exactly one).
 _FORBIDDEN = ("cannot", "do not", "to the left", "to the right")
 
 

@@ -1,6 +1,6 @@
 """OcclusionDataSet-MM20 (VSOD v1.0) raw data: segment folders, per-frame PASCAL-VOC annotations, question labels.
 
-Layout (raw-sources.md §6), below the raw folder or its ``OcclusionDataSet-MM20/`` subfolder::
+Layout (the published VSOD v1.0 archive), below the raw folder or its ``OcclusionDataSet-MM20/`` subfolder::
 
     Data/<split>/<segment>/<frame>.<jpg|jpeg|png|bmp>
     Annotations/<split>/<segment>/<frame>.xml      # one PASCAL-VOC XML per frame
