@@ -205,19 +205,21 @@ def test_release_verifies_and_loads(release: Path) -> None:
     result = verify_release(release)
     assert result.problems == []
     recs = records(release)
-    # 6 videos x 2 questions, minus the t-shirt action question (never labelled 'action').
-    assert len(recs) == 11 == result.sources[0].rows == result.sources[0].oracle_correct
+    # 6 videos x 2 questions, minus the t-shirt action question (never labelled 'action') and the apple video
+    # whose object is on screen from its first second (answerable without help).
+    assert len(recs) == 10 == result.sources[0].rows == result.sources[0].oracle_correct
     ds = load_dataset(str(release), cit.name, split="test")
-    assert len(ds) == 11
-    assert [json.loads(r)["id"] for r in ds["official_record"]] == list(range(11))
+    assert len(ds) == 10
+    assert [json.loads(r)["id"] for r in ds["official_record"]] == list(range(10))
     assert ds[0]["frames"][0].size == (32, 24)
     entry = read_manifest(release)["sources"][0]
     assert entry["notes"]["dropped"] == [{"key": "changeit/t-shirt/TsHiRt0001a/action",
                                           "reason": "no reachable frame labelled action (step_size 2)"}]
-    assert entry["ineligible"] == {"no reachable reference frame": 1}
-    assert entry["ineligible_items"] == [{"key": "changeit/t-shirt/TsHiRt0001a/action",
-                                          "reason": "no reachable reference frame",
-                                          "detail": "no reachable frame labelled action (step_size 2)"}]
+    assert entry["ineligible"] == {"no reachable reference frame": 1, "answerable in its first state": 1}
+    assert {"key": "changeit/t-shirt/TsHiRt0001a/action", "reason": "no reachable reference frame",
+            "detail": "no reachable frame labelled action (step_size 2)"} in entry["ineligible_items"]
+    assert {"key": "changeit/apple/OFR57T1G1yM/object", "reason": "answerable in its first state",
+            "detail": "its first state shows the reference frame 0"} in entry["ineligible_items"]
     assert entry["keys"][:2] == ["changeit/apple/2gQYivaDXW0/object", "changeit/apple/2gQYivaDXW0/action"]
     inventory = {f["path"] for f in entry["raw"]["files"]}
     assert {"categories.csv", "downloads/box/-Abc_def123.avi", "annotations/box/-Abc_def123.fps1.csv"} <= inventory
@@ -531,11 +533,12 @@ def test_a_video_a_few_seconds_short_is_ineligible_not_bad(tmp_path: Path) -> No
     raw_dir = make_raw(tmp_path / "in")
     write_video(video_path(raw_dir, *BACON), 26, 2.0)  # 26 s for 29 annotated seconds
     [report] = build(raw_dir, tmp_path / "rel")
-    assert report.skipped == [] and report.samples == 9
+    assert report.skipped == [] and report.samples == 8
     short = {"video shorter than its annotation": 2}  # its object and action samples
-    assert report.ineligible_by_reason() == {**short, "no reachable reference frame": 1}
+    others = {"no reachable reference frame": 1, "answerable in its first state": 1}
+    assert report.ineligible_by_reason() == {**short, **others}
     entry = read_manifest(tmp_path / "rel")["sources"][0]
-    assert entry["ineligible"] == {**short, "no reachable reference frame": 1}
+    assert entry["ineligible"] == {**short, **others}
     assert {i["detail"] for i in entry["ineligible_items"] if i["reason"] in short} == {
         "ZArf-W7di1Y.mp4: 26.0 s for 29 annotated seconds"}
     assert verify_release(tmp_path / "rel").problems == []

@@ -26,6 +26,7 @@ from pb_build.source_info import SourceInfo  # noqa: F401  (re-exported: builder
 from pb_build.strings import is_abstain
 
 OnBad = Callable[[BadRecord], None] | None
+ANSWERABLE_AT_ONCE = "answerable in its first state"  # the Ineligible reason of an episode that needs no help
 
 #: The abstain options every built-in source draws one from (the official wording).
 ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
@@ -142,8 +143,16 @@ class Source:
         raise NotImplementedError
 
     def build(self, unit: WorkUnit, config: Any) -> Episode:
-        """The validated episode of one work unit, carrying the source's spec."""
-        return self._checked(self.make_episode(unit, config))
+        """The validated episode of one work unit, carrying the source's spec.
+
+        An episode already answerable in its first state (its initial state shows the reference frame and accepts
+        the answer) asks for no help, so it is :class:`Ineligible`, for every source.
+        """
+        ep = self._checked(self.make_episode(unit, config))
+        first = ep.states[ep.initial_state]
+        if first.answer_valid and first.frame == ep.reference_frame:
+            raise Ineligible(ep.key, ANSWERABLE_AT_ONCE, f"its first state shows the reference frame {first.frame}")
+        return ep
 
     # ------------------------------------------------- official layout (abstract: import_episode, reachable_paths)
     def import_episode(self, record: dict[str, Any], test_dir: Path) -> Episode:
