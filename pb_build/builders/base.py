@@ -90,6 +90,21 @@ def read_frame(test_dir: Path, rel: str) -> bytes:
     return data
 
 
+def with_reference(paths: list[str], reference: str) -> tuple[list[str], int]:
+    """The frame paths an import reads and the index of the reference frame among them (appended when the
+    reachable frames do not include it)."""
+    if reference in paths:
+        return paths, paths.index(reference)
+    return [*paths, reference], len(paths)
+
+
+def record_episode(record: dict[str, Any], *, source: str, key: str, **machine: Any) -> Episode:
+    """An imported episode: the official record's prompt, options, categories and answer, plus the state machine,
+    frames and limits the source's import rebuilt (``machine``)."""
+    return Episode(source=source, key=key, prompt=record["prompt"], options=tuple(record["options"]),
+                   categories=tuple(record["categories"]), answer=record["answer"], **machine)
+
+
 def option_roles(options: tuple[str, ...], roles: tuple[Callable[[str], bool], ...], expected: str) -> tuple[int, ...]:
     """The index of the one proactive option matching each role, then of the abstain option; an official record
     whose options are not exactly these is an ImportFailure saying what was ``expected``."""

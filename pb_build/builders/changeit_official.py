@@ -30,7 +30,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import changeit as builder
-from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame
+from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame, record_episode
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 
 OFFICIAL_NAME = builder.info.official_name
@@ -76,13 +76,10 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     paths = [template.format(image=str(i)) for i in shown]
     frames = tuple(read_frame(test_dir, p) for p in paths)
     files = tuple(OfficialFile(p, f) for p, f in zip(paths, frames, strict=True))
-    return Episode(
+    return record_episode(
+        record,
         source=builder.name,
         key=_key(record["id"], template, options[wait], record["prompt"]),
-        prompt=record["prompt"],
-        options=options,
-        categories=tuple(record["categories"]),
-        answer=record["answer"],
         frames=frames,
         states=states,
         reference_frame=shown.index(ref),

@@ -25,7 +25,7 @@ from typing import Any
 
 from pb_build.builders import coco as builder
 from pb_build.builders import coco_geometry
-from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame, record_episode
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 from pb_build.raw import coco as raw
 from pb_build.strings import is_abstain
@@ -79,13 +79,10 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     if empty:
         raise ImportFailure(f"crop box {empty[0]} (x1, y1, x2, y2) has no pixels")
     frames = tuple(builder.encode_view(pixels, box, view_config()) for box in machine.boxes) + (data,)
-    return Episode(
+    return record_episode(
+        record,
         source=builder.name,
         key=_key(record["id"], template),
-        prompt=record["prompt"],
-        options=options,
-        categories=tuple(record["categories"]),
-        answer=record["answer"],
         frames=frames,
         states=coco_geometry.machine_states(machine, options),
         reference_frame=len(frames) - 1,

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import imagenet_c as builder
-from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame, record_episode, with_reference
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.strings import is_abstain
 
@@ -42,24 +42,16 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     if any(level not in LEVELS for level in levels[1:]):
         raise ImportFailure(f"first_image {first} with num_images {n} steps below severity {LEVELS[0]}")
     paths = [template.format(level=level) for level in levels]
-    reference = template.format(level=record["reference_image"])
-    if reference in paths:
-        reference_frame = paths.index(reference)
-    else:
-        reference_frame = len(paths)
-        paths.append(reference)
+    paths, reference_frame = with_reference(paths, template.format(level=record["reference_image"]))
     frames = tuple(read_frame(test_dir, p) for p in paths)
     options = tuple(record["options"])
     abstain = tuple(i for i, o in enumerate(options) if is_abstain(o))
     quality = options.index(record["quality_answer"])
     unique = dict.fromkeys(zip(paths, frames, strict=True))
-    return Episode(
+    return record_episode(
+        record,
         source=builder.name,
         key=_key(record["id"], template),
-        prompt=record["prompt"],
-        options=options,
-        categories=tuple(record["categories"]),
-        answer=record["answer"],
         frames=frames,
         states=linear_states(n, len(options), (quality,)),
         reference_frame=reference_frame,

@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import mvp_n as builder
-from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame, record_episode, with_reference
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.strings import is_abstain
 
@@ -46,24 +46,16 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         raise ImportFailure(f"valid_images has {len(ids)} entries, num_images is {n}")
     shown_ids = [record["first_image"], *ids[1:n]]
     paths = [_path(template, image, k == n - 1) for k, image in enumerate(shown_ids)]
-    reference = _path(template, record["reference_image"], True)
-    if reference in paths:
-        reference_frame = paths.index(reference)
-    else:
-        reference_frame = len(paths)
-        paths.append(reference)
+    paths, reference_frame = with_reference(paths, _path(template, record["reference_image"], True))
     frames = tuple(read_frame(test_dir, p) for p in paths)
     options = tuple(record["options"])
     abstain = tuple(i for i, o in enumerate(options) if is_abstain(o))
     rotate = tuple(i for i in range(len(options)) if i not in abstain)
     unique = dict.fromkeys(zip(paths, frames, strict=True))
-    return Episode(
+    return record_episode(
+        record,
         source=builder.name,
         key=_key(record["id"], template),
-        prompt=record["prompt"],
-        options=options,
-        categories=tuple(record["categories"]),
-        answer=record["answer"],
         frames=frames,
         states=linear_states(n, len(options), rotate),
         reference_frame=reference_frame,

@@ -11,7 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import quickdraw as builder
-from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame, record_episode
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.strings import is_abstain
 
@@ -38,13 +38,10 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     proactive = tuple(i for i in range(len(options)) if i not in abstain)
     states = linear_states(n, len(options), proactive)
     files = tuple(OfficialFile(p, f) for p, f in zip(paths, frames, strict=True))
-    return Episode(
+    return record_episode(
+        record,
         source=builder.name,
         key=_key(record["id"], template),
-        prompt=record["prompt"],
-        options=options,
-        categories=tuple(record["categories"]),
-        answer=record["answer"],
         frames=frames,
         states=states,
         reference_frame=int(record["reference_image"]),

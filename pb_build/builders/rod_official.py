@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import rod as builder
-from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame
+from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame, record_episode
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 
 OFFICIAL_NAME = builder.info.official_name
@@ -70,13 +70,10 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     frames = tuple(read[k] if k in read else read[builder.shown_frame(template, k, builder.RIGHT, key, n)]
                    for k in range(n))
     files = tuple(OfficialFile(paths[k], read[k]) for k in sorted(read))
-    return Episode(
+    return record_episode(
+        record,
         source=builder.name,
         key=key,
-        prompt=record["prompt"],
-        options=options,
-        categories=tuple(record["categories"]),
-        answer=record["answer"],
         frames=frames,
         states=states,
         reference_frame=ref,

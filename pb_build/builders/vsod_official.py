@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import vsod as builder
-from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame
+from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame, record_episode
 from pb_build.episode import Episode, OfficialExport, OfficialFile
 
 OFFICIAL_NAME = builder.info.official_name
@@ -61,13 +61,10 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     paths = [template.format(image=str(k).zfill(4)) for k in range(n)]
     frames = tuple(read_frame(test_dir, p) for p in paths)
     files = tuple(OfficialFile(p, f) for p, f in zip(paths, frames, strict=True))
-    return Episode(
+    return record_episode(
+        record,
         source=builder.name,
         key=_key(record["id"], template, record["prompt"]),
-        prompt=record["prompt"],
-        options=options,
-        categories=tuple(record["categories"]),
-        answer=record["answer"],
         frames=frames,
         states=builder.states_for(n, rewind, wait),
         reference_frame=int(record["reference_image"]),

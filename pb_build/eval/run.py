@@ -206,17 +206,22 @@ def in_order(records: list[dict[str, Any]], order: list[int]) -> list[dict[str, 
     return sorted(records, key=lambda r: (rank.get(r["id"], len(rank)), str(r["id"])))
 
 
+def read_run_file(folder: Path) -> dict[str, Any]:
+    """The run.json of a run folder; one clear line when the folder or the file is missing or not JSON."""
+    if not folder.is_dir():
+        raise PbBuildError(f"{folder}: run folder does not exist")
+    run_path = folder / RUN_FILE
+    if not run_path.is_file():
+        raise PbBuildError(f"{folder}: not a run folder (no {RUN_FILE})")
+    try:
+        return json.loads(run_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PbBuildError(f"{run_path}: not JSON ({exc})") from exc
+
+
 def check_judgeable(out: Path) -> dict[str, Any]:
     """The run.json of an OEG run folder holding generations; one line otherwise (before any judge loads)."""
-    if not out.is_dir():
-        raise PbBuildError(f"{out}: run folder does not exist")
-    run_path = out / RUN_FILE
-    if not run_path.is_file():
-        raise PbBuildError(f"{out}: not a run folder (no {RUN_FILE})")
-    try:
-        run = json.loads(run_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise PbBuildError(f"{run_path}: not JSON ({exc})") from exc
+    run = read_run_file(out)
     if run.get("mode") != "oeg":
         raise PbBuildError(f"{out}: a {run.get('mode')} run; only OEG runs are judged")
     if not (out / GENERATIONS).is_file():

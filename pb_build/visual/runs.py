@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pb_build.errors import PbBuildError
-from pb_build.eval.run import RUN_FILE, SUMMARY, TRAJECTORIES, read_jsonl
+from pb_build.eval.run import SUMMARY, TRAJECTORIES, read_jsonl, read_run_file
 from pb_build.eval.sources import alias
 from pb_build.strings import is_abstain
 
@@ -77,13 +77,7 @@ def classify(turn: dict[str, Any]) -> str:
 
 def read_run(folder: Path) -> Run:
     """Read a run folder; one clear error when it is not a finished MCQA run or a judged OEG run."""
-    path = folder / RUN_FILE
-    if not path.is_file():
-        raise PbBuildError(f"{folder}: not a run folder (no {RUN_FILE})")
-    try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise PbBuildError(f"{path}: not JSON ({exc})") from exc
+    run = read_run_file(folder)
     mode = run.get("mode")
     if mode not in ("mcqa", "oeg"):
         raise PbBuildError(f"{folder}: unknown run mode {mode!r}")
