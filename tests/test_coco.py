@@ -402,6 +402,15 @@ def test_fetch_downloads_the_published_archives(tmp_path: Path, monkeypatch: pyt
     (site / "zips").mkdir()
     shutil.copy(tree.root / "annotations_trainval2014.zip", site / "annotations")
     shutil.copy(tree.root / "val2014.zip", site / "zips")
+    # The local archives get a checksum table of their own (the real one records the published archives).
+    from pb_build.hashing import sha256_file
+    from pb_build.raw import checksums
+
+    sums = tmp_path / "sums"
+    sums.mkdir()
+    (sums / "coco.tsv").write_text("".join(f"{p.name}\t{p.stat().st_size}\t{sha256_file(p)}\n" for p in (
+        site / "annotations" / "annotations_trainval2014.zip", site / "zips" / "val2014.zip")), encoding="utf-8")
+    monkeypatch.setattr(checksums, "TABLES", sums)
     handler = partial(_QuietHandler, directory=str(site))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

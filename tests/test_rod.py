@@ -579,6 +579,9 @@ def test_checksum_tables_parse() -> None:
     for source in ("rod", "coco"):
         assert checksums.read_table(source), source
     assert checksums.read_table("rod")["rod_0.tar.gz"].size == 1_350_865_094
+    coco = checksums.read_table("coco")
+    assert set(coco) == {"annotations_trainval2014.zip", "val2014.zip", "train2014.zip"}
+    assert all(e.size and e.sha256 and len(e.sha256) == 64 for e in coco.values())
 
 
 # ----------------------------------------------------------------------------------------------------------------
