@@ -28,7 +28,7 @@ def check_target(out: Path, overwrite: bool) -> None:
         raise PbBuildError(f"{out}: output path exists and is not a folder")
     if not any(out.iterdir()):
         return
-    if not (out / manifests.MANIFEST).is_file():
+    if not (out / manifests.MANIFEST).is_file() and not (out / "part.json").is_file():  # a release or a part
         raise PbBuildError(f"{out}: output folder exists and is not a pb-build release; choose another --out")
     if not overwrite:
         raise PbBuildError(f"{out}: a release already exists there; pass --overwrite to replace it")

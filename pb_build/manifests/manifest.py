@@ -9,6 +9,7 @@ missing keys, wrong types, a newer version) is one clear error naming the file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,3 +235,33 @@ def _is_object(value: Any, where: str) -> bool:
 def read_dict(root: Path) -> dict[str, Any]:
     """The validated manifest of ``root`` as plain JSON data (for tools and tests that index it)."""
     return read(root).to_dict()
+
+
+def write_streaming(root: Path, manifest: Manifest, keys: dict[str, Callable[[], Iterator[str]]]) -> Path:
+    """Write ``root/manifest.json`` with each listed source's ``keys`` streamed from ``keys[source]`` (an
+    iterable factory) instead of held in memory; the text is the same as :func:`write` of the full manifest."""
+    marks = {}
+    for e in manifest.sources:
+        if e.source in keys:
+            marks[e.source] = f"\x00keys of {e.source}\x00"
+            e.keys = [marks[e.source]]
+    try:
+        text = dumps(manifest.to_dict())
+    finally:
+        for e in manifest.sources:
+            if e.source in marks:
+                e.keys = []
+    dest = root / MANIFEST
+    with open(dest, "w", encoding="utf-8", newline="\n") as handle:
+        for line in text.splitlines(keepends=True):
+            source = next((s for s, m in marks.items() if json.dumps(m) in line), None)
+            if source is None:
+                handle.write(line)
+                continue
+            indent = line[: len(line) - len(line.lstrip(" "))]
+            first = True
+            for key in keys[source]():
+                handle.write(("" if first else ",\n") + indent + json.dumps(key, ensure_ascii=False))
+                first = False
+            handle.write("\n")
+    return dest

@@ -1,0 +1,128 @@
+"""Where shard tasks run: in this process, in local worker processes, or on a Ray cluster.
+
+A distributor takes shard tasks (an iterator; at most a few are held at a time, so memory stays flat) and
+yields each finished shard's small summary as it completes, in any order: the release does not depend on it.
+A worker that dies (killed, out of memory) fails the build naming the sample it was building and the cause.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from pb_build.errors import PbBuildError
+from pb_build.shards import ShardSummary, ShardTask, last_attempt, run_shard
+
+DISTRIBUTORS = ("local", "ray")
+
+Distributor = Callable[[Iterable[ShardTask], int], Iterator[ShardSummary]]
+
+
+def _init_worker() -> None:
+    import cv2
+
+    # Workers already run in parallel; OpenCV's own threads would only oversubscribe the CPUs.
+    cv2.setNumThreads(1)
+
+
+def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
+    """Run shard tasks here (one worker) or in ``workers`` spawned processes."""
+    if workers <= 1:
+        for task in tasks:
+            yield run_shard(task)
+        return
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        running: dict[Future[ShardSummary], ShardTask] = {}
+        processes: dict[int, Any] = {}
+        todo = iter(tasks)
+        try:
+            while True:
+                for task in todo:
+                    running[pool.submit(run_shard, task)] = task
+                    processes.update(getattr(pool, "_processes", None) or {})
+                    if len(running) >= 2 * workers:
+                        break
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    running.pop(future)
+                    yield future.result()
+        except BrokenProcessPool:
+            raise _died(list(running.values()), _cause(processes.values())) from None
+
+
+def _cause(processes: Iterable[Any]) -> str:
+    for proc in processes:
+        proc.join(timeout=1)
+        code = proc.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = ", e.g. out of memory" if -code == signal.SIGKILL else ""
+            return f"killed by {name}{hint}"
+        if code not in (None, 0):
+            return f"exited with status {code}"
+    return "a worker process died"
+
+
+def _died(tasks: list[ShardTask], cause: str) -> PbBuildError:
+    for task in tasks:
+        key = last_attempt(task.folder)
+        if key is not None:
+            return PbBuildError(f"{task.source}: the worker building sample {key} died ({cause}); "
+                                "nothing was written at the target")
+    return PbBuildError(f"a worker died ({cause}); nothing was written at the target")
+
+
+def run_ray(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
+    """Run shard tasks on a Ray cluster (``RAY_ADDRESS``, or a local instance started here), ``workers`` at a
+    time. Shard folders must be on a file system every Ray node sees."""
+    try:
+        import ray
+    except ImportError:
+        raise PbBuildError("--distributor ray needs Ray: pip install 'pb-build[ray]'") from None
+    from ray.exceptions import RayTaskError, WorkerCrashedError
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_shard)
+    running: dict[Any, ShardTask] = {}
+    todo = iter(tasks)
+    try:
+        while True:
+            for task in todo:
+                running[remote.remote(task)] = task
+                if len(running) >= 2 * workers:
+                    break
+            if not running:
+                return
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                task = running.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except RayTaskError as err:
+                    raise err.as_instanceof_cause() from None
+                except WorkerCrashedError:
+                    raise _died([task], "the Ray worker crashed") from None
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+def get_distributor(name: str) -> Distributor:
+    """The distributor called ``name`` (one of :data:`DISTRIBUTORS`)."""
+    if name == "ray":
+        return run_ray
+    if name == "local":
+        return run_local
+    raise PbBuildError(f"unknown distributor {name!r} (choose {', '.join(DISTRIBUTORS)})")
