@@ -31,7 +31,7 @@ from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.parts import write_part
 from pb_build.release_folder import check_target, new_folder
-from pb_build.shards import SHARD_SIZE, ShardSummary, ShardTask, job_fingerprint, shard_fingerprint
+from pb_build.shards import DONE, SHARD_SIZE, ShardSummary, ShardTask, job_fingerprint, shard_fingerprint
 
 SPLIT = manifests.DEFAULT_SPLIT
 TABLE = "table"  # Config field metadata key: the field names a user table (e.g. VSOD's --labels CSV)
@@ -181,14 +181,20 @@ def build_release(
     if not resume:
         shutil.rmtree(work, ignore_errors=True)
     planned: list[_Planned] = []
-    tasks = _tasks(work, jobs, resolved, skip_bad, shard_size, sharding, planned)
-    bar = tqdm(desc="building", unit="sample", disable=not progress)
+    bar = _Progress(progress)
+    tasks = _tasks(work, jobs, resolved, skip_bad, shard_size, sharding, planned, bar)
     started = time.perf_counter()
     summaries: dict[tuple[str, int], ShardSummary] = {}
-    for summary in get_distributor(distributor)(tasks, workers):
-        summaries[summary.source, summary.index] = summary
-        bar.update(summary.units)
-    bar.close()
+    try:
+        for summary in get_distributor(distributor)(tasks, workers):
+            summaries[summary.source, summary.index] = summary
+            bar.update(summary.units)
+    except BaseException:
+        bar.close(finished=False)
+        if not any(work.glob(f"*/*/{DONE}")):  # keep finished shards only: a rerun resumes from them
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    bar.close(finished=True)
     for p in planned:
         p.shards.summaries = [summaries[p.shards.entry.source, i] for i in p.owned]
         p.shards.folders = [shard_folder(work, p.shards.entry.source, i) for i in p.owned]
@@ -201,6 +207,33 @@ def build_release(
     shutil.rmtree(work, ignore_errors=True)
     elapsed = time.perf_counter() - started
     return [p.report(elapsed / max(len(planned), 1)) for p in planned]
+
+
+class _Progress:
+    """A progress bar over samples, shown from the first finished shard (so a failure while planning prints one
+    line), with a total that grows as sources are planned."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.total, self.bar = enabled, 0, None
+
+    def add_total(self, size: int | None) -> None:
+        self.total += size or 0
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
+
+    def update(self, n: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(desc="building", unit="sample", total=self.total or None, disable=not self.enabled)
+        self.bar.update(n)
+
+    def close(self, finished: bool) -> None:
+        if self.bar is None:
+            return
+        if finished and self.bar.n != self.bar.total:  # a streamed plan's total is an upper bound; parts
+            self.bar.total = self.bar.n
+            self.bar.refresh()
+        self.bar.close()
 
 
 @dataclass
@@ -228,7 +261,7 @@ def shard_folder(work: Path, source: str, index: int) -> Path:
 
 
 def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, shard_size: int, sharding: Sharding,
-           planned: list[_Planned]) -> Iterator[ShardTask]:
+           planned: list[_Planned], bar: _Progress) -> Iterator[ShardTask]:
     """Plan each source in turn and yield the shard tasks this run owns (lazily: a streamed plan stays one)."""
     for job, (config, tables, names) in zip(jobs, resolved, strict=True):
         job = dataclasses.replace(job, config=config)
@@ -239,6 +272,7 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, sh
             skipped.append({**bad.as_dict(), "path": _relative(str(bad.path), raw)})
 
         plan = builder.plan(job.raw, job.config, record_bad if skip_bad else None)
+        bar.add_total(plan.size())
         entry = _entry(job, plan, tables, names)
         fingerprint = job_fingerprint({"pb_build": __version__, "entry": dataclasses.asdict(entry),
                                        "skip_bad": skip_bad, "shard_size": shard_size})

@@ -138,9 +138,13 @@ def run_shard(task: ShardTask) -> ShardSummary:
     try:
         summary = _build(task, partial)
     except OSError as exc:
+        shutil.rmtree(partial, ignore_errors=True)
         where = exc.filename or partial
         raise PbBuildError(f"{where}: cannot write the {task.source} shard {task.index} "
                            f"({exc.strerror or exc})") from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
     os.replace(partial, folder)
     return summary
 
