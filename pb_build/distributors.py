@@ -41,21 +41,22 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
         running: dict[Future[ShardSummary], ShardTask] = {}
         processes: dict[int, Any] = {}
         todo = iter(tasks)
-        try:
-            while True:
-                for task in todo:
-                    running[pool.submit(run_shard, task)] = task
-                    processes.update(getattr(pool, "_processes", None) or {})
-                    if len(running) >= 2 * workers:
-                        break
-                if not running:
-                    return
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    running.pop(future)
-                    yield future.result()
-        except BrokenProcessPool:
-            raise _died(list(running.values()), _cause(processes.values())) from None
+        while True:
+            for task in todo:
+                running[pool.submit(run_shard, task)] = task
+                processes.update(getattr(pool, "_processes", None) or {})  # to learn how a dead one died
+                if len(running) >= 2 * workers:
+                    break
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = running.pop(future)
+                try:
+                    summary = future.result()
+                except BrokenProcessPool:
+                    raise _died([task, *running.values()], _cause(processes.values())) from None
+                yield summary
 
 
 def _cause(processes: Iterable[Any]) -> str:
