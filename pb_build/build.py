@@ -172,6 +172,7 @@ def build_release(
     ``release`` (name, version and the recipe) is recorded in the manifest and the card when given.
     """
     out = out.resolve()
+    part = sharding is not None
     sharding = sharding or Sharding()
     check_target(out, overwrite)
     resolved = [resolve_tables(job) for job in jobs]  # a missing table fails before any work
@@ -200,7 +201,7 @@ def build_release(
         p.shards.folders = [shard_folder(work, p.shards.entry.source, i) for i in p.owned]
     writer = {"shard_size": shard_size}
     with new_folder(out, overwrite) as tmp:
-        if sharding.count == 1:
+        if not part:
             assemble(tmp, [p.shards for p in planned], release, writer)
         else:
             write_part(tmp, planned, release, writer, sharding)

@@ -66,8 +66,9 @@ def _scale_options() -> list[click.Option]:
     from pb_build.shards import SHARD_SIZE
 
     return [
-        click.Option(["--num-shards"], type=click.IntRange(min=1), default=1, show_default=True,
-                     help="Split the build into this many parts (one per machine); combine them with merge."),
+        click.Option(["--num-shards"], type=click.IntRange(min=1),
+                     help="Build only one of this many parts (e.g. one per machine) into --out; combine the parts "
+                          "with merge."),
         click.Option(["--shard-index"], type=click.IntRange(min=0), default=0, show_default=True,
                      help="Which part to build, 0..num-shards-1 (e.g. $SLURM_ARRAY_TASK_ID)."),
         click.Option(["--distributor"], type=click.Choice(DISTRIBUTORS), default="local", show_default=True,
@@ -80,10 +81,13 @@ def _scale_options() -> list[click.Option]:
     ]
 
 
-def _scale(num_shards: int, shard_index: int, distributor: str, shard_size: int, resume: bool) -> dict[str, Any]:
+def _scale(num_shards: int | None, shard_index: int, distributor: str, shard_size: int,
+           resume: bool) -> dict[str, Any]:
     from pb_build.build import Sharding
 
-    return {"sharding": Sharding(num_shards, shard_index), "distributor": distributor, "shard_size": shard_size,
+    if num_shards is None and shard_index:
+        raise PbBuildError("--shard-index needs --num-shards")
+    return {"sharding": None if num_shards is None else Sharding(num_shards, shard_index), "distributor": distributor, "shard_size": shard_size,
             "resume": resume}
 
 
@@ -131,7 +135,7 @@ def _source_command(builder: ModuleType) -> click.Command:
         jobs = source_jobs((src,), {}, cache_dir, not quiet, out=out, overwrite=overwrite)
         reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
                                 overwrite=overwrite, progress=not quiet, **_scale(**scale))
-        _report(reports, out, time.perf_counter() - started, scale["num_shards"] > 1)
+        _report(reports, out, time.perf_counter() - started, scale["num_shards"] is not None)
 
     params: list[click.Parameter] = [
         click.Option(["--raw"], type=click.Path(path_type=Path), help="Local folder of raw files."),
@@ -212,7 +216,7 @@ def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | Non
                             overwrite=overwrite, progress=not quiet,
                             release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()},
                             **_scale(**scale))
-    _report(reports, out, time.perf_counter() - started, scale["num_shards"] > 1)
+    _report(reports, out, time.perf_counter() - started, scale["num_shards"] is not None)
 
 
 build.params.extend(_scale_options())
