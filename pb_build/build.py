@@ -31,7 +31,7 @@ from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.parts import write_part
 from pb_build.release_folder import check_target, new_folder
-from pb_build.shards import DONE, SHARD_SIZE, ShardSummary, ShardTask, job_fingerprint, shard_fingerprint
+from pb_build.shards import AUTO, DONE, ShardSummary, ShardTask, auto_shard_size, job_fingerprint, shard_fingerprint
 
 SPLIT = manifests.DEFAULT_SPLIT
 TABLE = "table"  # Config field metadata key: the field names a user table (e.g. VSOD's --labels CSV)
@@ -157,7 +157,7 @@ def build_release(
     skip_bad: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    shard_size: int = SHARD_SIZE,
+    shard_size: int | None = None,
     release: dict[str, Any] | None = None,
     distributor: str = "local",
     sharding: Sharding | None = None,
@@ -165,7 +165,8 @@ def build_release(
 ) -> list[SourceReport]:
     """Build every job into the release folder ``out``; nothing is left at ``out`` on failure.
 
-    Workers build fixed runs of ``shard_size`` units (shards) into a work folder beside ``out``; the parent plans,
+    Workers build fixed runs of ``shard_size`` units (shards; by default a size derived from the plan's size)
+    into a work folder beside ``out``; the parent plans,
     collects their summaries and assembles the release. Finished shards survive a failed or interrupted build
     and are reused by a rerun with the same inputs (unless ``resume`` is false). With ``sharding`` (part I of K)
     only that part's shards are built, into a part folder ``out`` that ``pb-build merge`` combines with the other parts.
@@ -199,7 +200,7 @@ def build_release(
     for p in planned:
         p.shards.summaries = [summaries[p.shards.entry.source, i] for i in p.owned]
         p.shards.folders = [shard_folder(work, p.shards.entry.source, i) for i in p.owned]
-    writer = {"shard_size": shard_size}
+    writer = {"shard_size": shard_size or AUTO}
     with new_folder(out, overwrite) as tmp:
         if not part:
             assemble(tmp, [p.shards for p in planned], release, writer)
@@ -261,7 +262,7 @@ def shard_folder(work: Path, source: str, index: int) -> Path:
     return work / source / f"{index:05d}"
 
 
-def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, shard_size: int, sharding: Sharding,
+def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, size: int | None, sharding: Sharding,
            planned: list[_Planned], bar: _Progress) -> Iterator[ShardTask]:
     """Plan each source in turn and yield the shard tasks this run owns (lazily: a streamed plan stays one)."""
     for job, (config, tables, names) in zip(jobs, resolved, strict=True):
@@ -274,6 +275,7 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, sh
 
         plan = builder.plan(job.raw, job.config, record_bad if skip_bad else None)
         bar.add_total(plan.size())
+        shard_size = size or auto_shard_size(plan.size())
         entry = _entry(job, plan, tables, names)
         fingerprint = job_fingerprint({"pb_build": __version__, "entry": dataclasses.asdict(entry),
                                        "skip_bad": skip_bad, "shard_size": shard_size})

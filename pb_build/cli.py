@@ -63,7 +63,6 @@ SCALE_OPTIONS = ("num_shards", "shard_index", "distributor", "shard_size", "resu
 def _scale_options() -> list[click.Option]:
     """Options for building on many cores or machines (source commands and ``build``)."""
     from pb_build.distributors import DISTRIBUTORS
-    from pb_build.shards import SHARD_SIZE
 
     return [
         click.Option(["--num-shards"], type=click.IntRange(min=1),
@@ -74,20 +73,22 @@ def _scale_options() -> list[click.Option]:
         click.Option(["--distributor"], type=click.Choice(DISTRIBUTORS), default="local", show_default=True,
                      help="Run shards in local processes, or on a Ray cluster (RAY_ADDRESS; pip install "
                           "'pb-build[ray]')."),
-        click.Option(["--shard-size"], type=click.IntRange(min=1), default=SHARD_SIZE, show_default=True,
-                     help="Samples per shard (recorded in the manifest; changes the native file layout)."),
+        click.Option(["--shard-size"], type=click.IntRange(min=1),
+                     help="Samples per shard [default: from the plan: about 16 shards, at most 256 samples each]; "
+                          "recorded in the manifest; one native parquet file per shard."),
         click.Option(["--resume/--no-resume"], default=True, show_default=True,
                      help="Reuse the shards an interrupted build finished (checked by digest and inputs)."),
     ]
 
 
-def _scale(num_shards: int | None, shard_index: int, distributor: str, shard_size: int,
+def _scale(num_shards: int | None, shard_index: int, distributor: str, shard_size: int | None,
            resume: bool) -> dict[str, Any]:
     from pb_build.build import Sharding
 
     if num_shards is None and shard_index:
         raise PbBuildError("--shard-index needs --num-shards")
-    return {"sharding": None if num_shards is None else Sharding(num_shards, shard_index), "distributor": distributor, "shard_size": shard_size,
+    return {"sharding": None if num_shards is None else Sharding(num_shards, shard_index),
+            "distributor": distributor, "shard_size": shard_size,
             "resume": resume}
 
 

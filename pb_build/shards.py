@@ -25,7 +25,9 @@ from pb_build.manifests.provenance import sha256_file
 from pb_build.writers.native import NativeWriter
 from pb_build.writers.official import OfficialWriter
 
-SHARD_SIZE = 256  # units per shard: enough shards for every core on a paper-size source, few enough files
+MAX_SHARD_SIZE = 256  # units per shard at most: few files for big sources
+MIN_SHARDS = 16  # small plans are cut into about this many shards, so every core gets work
+AUTO = "auto"
 SPLIT = "test"
 DONE = "done.json"
 SUMS = "sums.txt"  # "<sha256>  test/<path>" per frame file, sorted by path
@@ -69,6 +71,14 @@ class ShardSummary:
         body = dataclasses.asdict(self)
         body.pop("reused")
         return json.dumps(body, sort_keys=True, indent=1) + "\n"
+
+
+def auto_shard_size(planned_units: int | None) -> int:
+    """The default shard size, from the plan alone: about :data:`MIN_SHARDS` shards, at most
+    :data:`MAX_SHARD_SIZE` units each (a plan of unknown size gets the maximum)."""
+    if planned_units is None:
+        return MAX_SHARD_SIZE
+    return max(1, min(MAX_SHARD_SIZE, -(-planned_units // MIN_SHARDS)))
 
 
 def job_fingerprint(body: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from pb_build.errors import PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests.provenance import read_sums, release_files, sha256_file
 from pb_build.parts import merge
-from pb_build.shards import DONE
+from pb_build.shards import DONE, auto_shard_size
 from pb_build.verify import verify_release
 
 try:
@@ -114,11 +114,12 @@ def test_any_worker_count_gives_the_same_release(tmp_path: Path):
     assert [json.loads(line)["id"] for line in lines] == list(range(40))
 
 
-def test_default_shard_size_matches_a_single_shard_build(tmp_path: Path):
-    """Up to shard_size samples the native layout is one parquet file, as before shards existed."""
+def test_default_shard_size_comes_from_the_plan(tmp_path: Path):
+    """About 16 shards for a small plan (40 samples: 3 per shard), at most 256 samples each."""
     rel = _build(tmp_path / "rel", _quickdraw(tmp_path))
-    assert [p.name for p in (rel / "quickdraw").iterdir()] == ["test-00000-of-00001.parquet"]
-    assert manifests.read(rel).writer == {"shard_size": 256}
+    assert len(list((rel / "quickdraw").glob("test-*-of-00014.parquet"))) == 14
+    assert manifests.read(rel).writer == {"shard_size": "auto"}
+    assert [auto_shard_size(n) for n in (None, 0, 1, 16, 17, 4096, 4097, 10**6)] == [256, 1, 1, 1, 2, 256, 256, 256]
 
 
 @pytest.fixture(scope="module", params=list(SOURCES))
