@@ -271,7 +271,7 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, si
         plan_skipped: list[dict[str, Any]] = []
 
         def record_bad(bad: BadRecord, raw: Path = job.raw, skipped: list = plan_skipped) -> None:
-            skipped.append({**bad.as_dict(), "path": _relative(str(bad.path), raw)})
+            skipped.append({**bad.as_dict(), "path": relative_to(str(bad.path), raw)})
 
         plan = builder.plan(job.raw, job.config, record_bad if skip_bad else None)
         bar.add_total(plan.size())
@@ -289,19 +289,13 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, si
             p.owned.append(index)
             p.shard_fingerprints[index] = shard_fingerprint(fingerprint, index, first_id, chunk)
             yield ShardTask(builder.name, builder.info.official_name, index, first_id, chunk, job.config,
-                            str(shard_folder(work, builder.name, index)), p.shard_fingerprints[index], skip_bad)
+                            str(shard_folder(work, builder.name, index)), p.shard_fingerprints[index], skip_bad,
+                            str(job.raw))
 
 
 def _chunks(units: Iterator[WorkUnit], size: int) -> Iterator[tuple[WorkUnit, ...]]:
     while chunk := tuple(itertools.islice(units, size)):
         yield chunk
-
-
-def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
 
 
 def _entry(job: SourceJob, plan: Plan, tables: dict[str, manifests.Table],

@@ -24,8 +24,14 @@ Distributor = Callable[[Iterable[ShardTask], int], Iterator[ShardSummary]]
 def _init_worker() -> None:
     import cv2
 
+    import pb_build.builders  # noqa: F401  (the registry and every builder's imports, once per worker)
+
     # Workers already run in parallel; OpenCV's own threads would only oversubscribe the CPUs.
     cv2.setNumThreads(1)
+
+
+def _ready() -> None:
+    """A no-op task: submitting one per worker starts the worker processes."""
 
 
 def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
@@ -38,6 +44,8 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
                              initializer=_init_worker) as pool:
+        for _ in range(workers):  # start every worker now: their imports overlap the parent's planning
+            pool.submit(_ready)
         running: dict[Future[ShardSummary], ShardTask] = {}
         processes: dict[int, Any] = {}
         todo = iter(tasks)

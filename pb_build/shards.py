@@ -49,6 +49,7 @@ class ShardTask:
     folder: str
     fingerprint: str
     skip_bad: bool
+    raw: str  # the raw folder: skipped records name their file relative to it
 
 
 @dataclass
@@ -179,7 +180,7 @@ def _build(task: ShardTask, folder: Path) -> ShardSummary:
                     bad = err if isinstance(err, BadRecord) else BadRecord(unit.key, str(err))
                     if not task.skip_bad:
                         raise bad from None
-                    summary.skipped.append(bad.as_dict())
+                    summary.skipped.append({**bad.as_dict(), "path": relative_to(str(bad.path), Path(task.raw))})
                     continue
                 sample_id = task.first_id + offset
                 official.write(ep, sample_id)
@@ -205,6 +206,14 @@ def _build(task: ShardTask, folder: Path) -> ShardSummary:
     (folder / ATTEMPTS).unlink()
     (folder / DONE).write_text(summary.to_json(), encoding="utf-8", newline="\n")
     return summary
+
+
+def relative_to(path: str, root: Path) -> str:
+    """``path`` relative to ``root`` when it lies inside (POSIX), else as given."""
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def last_attempt(folder: str) -> str | None:
