@@ -31,7 +31,16 @@ from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.parts import write_part
 from pb_build.release_folder import check_target, new_folder
-from pb_build.shards import AUTO, DONE, ShardSummary, ShardTask, auto_shard_size, job_fingerprint, shard_fingerprint
+from pb_build.shards import (
+    AUTO,
+    DONE,
+    ShardSummary,
+    ShardTask,
+    auto_shard_size,
+    job_fingerprint,
+    relative_to,
+    shard_fingerprint,
+)
 
 SPLIT = manifests.DEFAULT_SPLIT
 TABLE = "table"  # Config field metadata key: the field names a user table (e.g. VSOD's --labels CSV)
