@@ -87,7 +87,7 @@ def _assemble_source(root: Path, src: SourceShards, take: Take) -> dict[str, str
     native.mkdir()
     known: dict[str, str] = {}
     digest = hashlib.sha256()
-    files, folders_made = 0, set()
+    files, folder_made = 0, None
     with open(test / name, "wb") as jsonl:
         for folder in src.folders:
             with open(folder / SPLIT / name, "rb") as part:
@@ -96,9 +96,9 @@ def _assemble_source(root: Path, src: SourceShards, take: Take) -> dict[str, str
                     jsonl.write(chunk)
             for sha, rel in iter_sums(folder / "sums.txt"):
                 dest = root / rel
-                if dest.parent not in folders_made:
+                if dest.parent != folder_made:  # paths are sorted: a folder's files come together
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    folders_made.add(dest.parent)
+                    folder_made = dest.parent
                 if dest.exists():  # a frame shared by samples of different shards
                     if sha256_file(dest) != sha:
                         raise InvalidEpisode(f"{rel} is written by two shards with different content")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from pb_build import __version__
 from pb_build.assemble import SourceShards, assemble
 from pb_build.builders.base import Plan, WorkUnit, iter_units
-from pb_build.distributors import get_distributor
+from pb_build.distributors import WorkerDied, get_distributor
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
@@ -200,9 +200,12 @@ def build_release(
         for summary in get_distributor(distributor)(tasks, workers):
             summaries[summary.source, summary.index] = summary
             bar.update(summary.units)
-    except BaseException:
+    except BaseException as exc:
         bar.close(finished=False)
-        if not any(work.glob(f"*/*/{DONE}")):  # keep finished shards only: a rerun resumes from them
+        # Finished shards are kept for a rerun after an interruption or a dead worker; not after bad input,
+        # whose fix changes the inputs' fingerprint anyway.
+        bad_input = isinstance(exc, PbBuildError) and not isinstance(exc, WorkerDied)
+        if bad_input or not any(work.glob(f"*/*/{DONE}")):
             shutil.rmtree(work, ignore_errors=True)
         raise
     bar.close(finished=True)

@@ -63,30 +63,42 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
                 try:
                     summary = future.result()
                 except BrokenProcessPool:
-                    raise _died([task, *running.values()], _cause(processes.values())) from None
+                    raise _died([task, *running.values()], _deaths(processes.values())) from None
                 yield summary
 
 
-def _cause(processes: Iterable[Any]) -> str:
+class WorkerDied(PbBuildError):
+    """A worker process died (killed, out of memory): the finished shards are kept for a rerun."""
+
+
+def _deaths(processes: Iterable[Any]) -> dict[int, str]:
+    """{pid: cause} of the worker processes that died; those the pool stopped afterwards (SIGTERM) last."""
+    deaths: dict[int, str] = {}
     for proc in processes:
         proc.join(timeout=1)
         code = proc.exitcode
         if code is not None and code < 0:
-            name = signal.Signals(-code).name
             hint = ", e.g. out of memory" if -code == signal.SIGKILL else ""
-            return f"killed by {name}{hint}"
-        if code not in (None, 0):
-            return f"exited with status {code}"
-    return "a worker process died"
+            deaths[proc.pid] = f"killed by {signal.Signals(-code).name}{hint}"
+        elif code not in (None, 0):
+            deaths[proc.pid] = f"exited with status {code}"
+    return dict(sorted(deaths.items(), key=lambda item: "SIGTERM" in item[1]))
 
 
-def _died(tasks: list[ShardTask], cause: str) -> PbBuildError:
-    for task in tasks:
-        key = last_attempt(task.folder)
-        if key is not None:
-            return PbBuildError(f"{task.source}: the worker building sample {key} died ({cause}); "
-                                "nothing was written at the target")
-    return PbBuildError(f"a worker died ({cause}); nothing was written at the target")
+def _died(tasks: list[ShardTask], deaths: dict[int, str]) -> WorkerDied:
+    attempts = [(task, last_attempt(task.folder)) for task in tasks]
+    for pid, cause in deaths.items():
+        for task, attempt in attempts:
+            if attempt is not None and attempt[0] == pid:
+                return WorkerDied(f"{task.source}: the worker building sample {attempt[1]} died ({cause}); "
+                                  "nothing was written at the target")
+    for task, attempt in attempts:
+        if attempt is not None:
+            cause = next(iter(deaths.values()), "a worker process died")
+            return WorkerDied(f"{task.source}: the worker building sample {attempt[1]} died ({cause}); "
+                              "nothing was written at the target")
+    return WorkerDied(f"a worker died ({next(iter(deaths.values()), 'unknown cause')}); nothing was written at "
+                      "the target")
 
 
 def run_ray(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
@@ -120,7 +132,7 @@ def run_ray(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
                 except RayTaskError as err:
                     raise err.as_instanceof_cause() from None
                 except WorkerCrashedError:
-                    raise _died([task], "the Ray worker crashed") from None
+                    raise _died([task], {}) from None
     finally:
         for ref in running:
             ray.cancel(ref, force=True)

@@ -26,13 +26,14 @@ from pb_build.writers.native import NativeWriter
 from pb_build.writers.official import OfficialWriter
 
 MAX_SHARD_SIZE = 256  # units per shard at most: few files for big sources
-MIN_SHARDS = 16  # small plans are cut into about this many shards, so every core gets work
+MIN_SHARD_SIZE = 64  # and at least: a small release stays a few files (one for up to 64 samples)
+MIN_SHARDS = 16  # mid-size plans are cut into about this many shards, so every core gets work
 AUTO = "auto"
 SPLIT = "test"
 DONE = "done.json"
 SUMS = "sums.txt"  # "<sha256>  test/<path>" per frame file, sorted by path
 KEYS = "keys.txt"  # one sample key per line, in id order
-ATTEMPTS = "attempts.log"  # the key of each unit before it is built: names the sample a crashed worker held
+ATTEMPTS = "attempts.log"  # "<pid>\t<key>" before each unit is built: names the sample a crashed worker held
 NATIVE = "native.parquet"
 
 
@@ -75,11 +76,11 @@ class ShardSummary:
 
 
 def auto_shard_size(planned_units: int | None) -> int:
-    """The default shard size, from the plan alone: about :data:`MIN_SHARDS` shards, at most
-    :data:`MAX_SHARD_SIZE` units each (a plan of unknown size gets the maximum)."""
+    """The default shard size, from the plan alone: about :data:`MIN_SHARDS` shards, of :data:`MIN_SHARD_SIZE`
+    to :data:`MAX_SHARD_SIZE` units each (a plan of unknown size gets the maximum)."""
     if planned_units is None:
         return MAX_SHARD_SIZE
-    return max(1, min(MAX_SHARD_SIZE, -(-planned_units // MIN_SHARDS)))
+    return max(MIN_SHARD_SIZE, min(MAX_SHARD_SIZE, -(-planned_units // MIN_SHARDS)))
 
 
 def job_fingerprint(body: dict[str, Any]) -> str:
@@ -172,7 +173,7 @@ def _build(task: ShardTask, folder: Path) -> ShardSummary:
         with open(folder / KEYS, "w", encoding="utf-8", newline="\n") as keys, \
                 open(folder / ATTEMPTS, "w", encoding="utf-8", newline="\n") as attempts:
             for offset, unit in enumerate(task.units):
-                attempts.write(unit.key + "\n")
+                attempts.write(f"{os.getpid()}\t{unit.key}\n")
                 attempts.flush()
                 try:
                     ep = builder.build(unit, task.config)
@@ -216,10 +217,13 @@ def relative_to(path: str, root: Path) -> str:
         return str(path)
 
 
-def last_attempt(folder: str) -> str | None:
-    """The key of the unit a shard was building when its worker died (None when unknown)."""
+def last_attempt(folder: str) -> tuple[int, str] | None:
+    """(worker pid, key) of the unit a shard was building when its worker died (None when unknown)."""
     try:
         lines = Path(folder + ".partial", ATTEMPTS).read_text(encoding="utf-8").splitlines()
     except OSError:
         return None
-    return lines[-1] if lines else None
+    if not lines:
+        return None
+    pid, _, key = lines[-1].partition("\t")
+    return int(pid), key

@@ -115,11 +115,12 @@ def test_any_worker_count_gives_the_same_release(tmp_path: Path):
 
 
 def test_default_shard_size_comes_from_the_plan(tmp_path: Path):
-    """About 16 shards for a small plan (40 samples: 3 per shard), at most 256 samples each."""
+    """About 16 shards, of 64 to 256 samples each: a small release is one parquet file."""
     rel = _build(tmp_path / "rel", _quickdraw(tmp_path))
-    assert len(list((rel / "quickdraw").glob("test-*-of-00014.parquet"))) == 14
+    assert [p.name for p in (rel / "quickdraw").iterdir()] == ["test-00000-of-00001.parquet"]
     assert manifests.read(rel).writer == {"shard_size": "auto"}
-    assert [auto_shard_size(n) for n in (None, 0, 1, 16, 17, 4096, 4097, 10**6)] == [256, 1, 1, 1, 2, 256, 256, 256]
+    sizes = [auto_shard_size(n) for n in (None, 0, 1, 1024, 1025, 4096, 4097, 10**6)]
+    assert sizes == [256, 64, 64, 64, 65, 256, 256, 256]
 
 
 @pytest.fixture(scope="module", params=list(SOURCES))
@@ -306,6 +307,9 @@ def test_a_killed_worker_fails_the_build_naming_the_sample(tmp_path: Path):
     message = str(err.value)
     assert message.startswith("quickdraw: the worker building sample quickdraw/") and "SIGKILL" in message
     assert "out of memory" in message and not out.exists()
+    key = message.split("sample ", 1)[1].split(" died")[0]
+    order = [u.key for u in qd.plan(qd.sample_dir(), qd.Config(), None).units]
+    assert order.index(key) % 10 == 2  # the third sample of a shard: where that worker killed itself
 
 
 def test_full_disk_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -326,3 +330,21 @@ def test_unwritable_target_is_one_line(tmp_path: Path):
                                        "--quiet", "--workers", "1"])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1 and str(tmp_path / "file") in result.output
+
+
+# -------------------------------------------------------------------------------------------- QuickDraw at scale
+
+
+def test_quickdraw_reads_a_category_file_only_until_its_pool_is_full(tmp_path: Path):
+    """A category file far bigger than the pool: reading stops once the pool is filled, so a broken tail (standing
+    in for hundreds of MB more) is never parsed."""
+    from conftest import drawing_record, square_strokes, write_ndjson
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    write_ndjson(raw / "cat.ndjson", [drawing_record("cat", str(i), square_strokes(3)) for i in range(30)])
+    with open(raw / "cat.ndjson", "a") as handle:
+        handle.write("{not json\n" * 1000)
+    job = SourceJob(qd, qd.Config(per_class=5, pool=30), raw)
+    [report] = build_release(tmp_path / "rel", [job], progress=False)
+    assert report.samples == 5 and not report.skipped
