@@ -126,12 +126,12 @@ SOURCES: dict[str, tuple[Callable[[Path, int], list[SourceJob]], int]] = {  # ge
 # ----------------------------------------------------------------------------------------------- measurements
 
 
-def time_build(jobs: list[SourceJob], workers: int, tmp: Path) -> tuple[float, int]:
+def time_build(jobs: list[SourceJob], workers: int, tmp: Path, shard_size: int | None) -> tuple[float, int]:
     """(seconds, frames) of one full release build."""
     out = tmp / f"out-{workers}-{time.monotonic_ns()}"
     gc.collect()
     started = time.perf_counter()
-    reports = build_release(out, jobs, workers=workers, progress=False)
+    reports = build_release(out, jobs, workers=workers, progress=False, shard_size=shard_size)
     seconds = time.perf_counter() - started
     subprocess.run(["rm", "-rf", str(out)], check=True)
     return seconds, sum(r.frames for r in reports)
@@ -219,9 +219,11 @@ def peak_rss(n: int, workers: int, tmp: Path) -> tuple[int, float, float]:
 # ---------------------------------------------------------------------------------------------------- report
 
 
-def bench_source(name: str, scale: int, repeat: int, tmp: Path) -> dict[str, Any]:
+def bench_source(name: str, scale: int, repeat: int, shards: int | None, tmp: Path) -> dict[str, Any]:
     make, _ = SOURCES[name]
     jobs = make(tmp / f"raw-{name}", scale)
+    units = sum(1 for job in jobs for _ in job.builder.plan(job.raw, job.config, None).units)
+    shard_size = -(-units // shards) if shards else None
     best: dict[str, tuple[float, int]] = {}
 
     def keep(key: str, result: tuple[float, int]) -> None:
@@ -230,12 +232,13 @@ def bench_source(name: str, scale: int, repeat: int, tmp: Path) -> dict[str, Any
 
     for _ in range(repeat):  # interleaved, so drift in the machine's load hits every row alike
         keep("bare", time_bare(jobs))
-        keep("1 worker", time_build(jobs, 1, tmp))
-        keep("2 workers", time_build(jobs, 2, tmp))
+        keep("1 worker", time_build(jobs, 1, tmp, shard_size))
+        keep("2 workers", time_build(jobs, 2, tmp, shard_size))
         if name == "quickdraw":
             keep("naive PIL", time_naive_quickdraw(jobs[0], tmp))
     fps = {k: frames / seconds for k, (seconds, frames) in best.items()}
-    row = {"source": name, "frames": best["1 worker"][1], "fps": fps,
+    row = {"source": name, "samples": units, "shard_size": shard_size or "auto", "frames": best["1 worker"][1],
+           "fps": fps,
            "2w/1w": fps["2 workers"] / fps["1 worker"], "1w/bare": fps["1 worker"] / fps["bare"]}
     if "naive PIL" in fps:
         row["1w/naive"] = fps["1 worker"] / fps["naive PIL"]
@@ -249,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; the best of each row is kept")
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[10_000, 100_000],
                         help="QuickDraw drawings for the peak RSS rows (none to skip)")
+    parser.add_argument("--shards", type=int, default=16,
+                        help="cut each source into this many shards (0: pb-build's default shard size)")
     parser.add_argument("--json", type=Path, help="save the numbers to this JSON file")
     args = parser.parse_args(argv)
     load = os.getloadavg()
@@ -257,13 +262,15 @@ def main(argv: list[str] | None = None) -> int:
     rows, rss = [], []
     with tempfile.TemporaryDirectory(prefix="pb-bench-scale-") as tmp_name:
         tmp = Path(tmp_name)
-        print(f"{'source':11s} {'frames':>7s} {'bare f/s':>9s} {'1w f/s':>8s} {'2w f/s':>8s} {'2w/1w':>6s} "
+        print(f"{'source':11s} {'samples':>7s} {'shard':>5s} {'frames':>7s} {'bare f/s':>9s} {'1w f/s':>8s} "
+              f"{'2w f/s':>8s} {'2w/1w':>6s} "
               f"{'1w/bare':>7s} {'1w/naive PIL':>12s}")
         for name in args.sources:
-            row = bench_source(name, int(SOURCES[name][1] * args.scale), args.repeat, tmp)
+            row = bench_source(name, int(SOURCES[name][1] * args.scale), args.repeat, args.shards or None, tmp)
             rows.append(row)
             naive = f"{row['1w/naive']:.2f}" if "1w/naive" in row else "-"
-            print(f"{name:11s} {row['frames']:7d} {row['fps']['bare']:9.1f} {row['fps']['1 worker']:8.1f} "
+            print(f"{name:11s} {row['samples']:7d} {row['shard_size']:>5} {row['frames']:7d} "
+                  f"{row['fps']['bare']:9.1f} {row['fps']['1 worker']:8.1f} "
                   f"{row['fps']['2 workers']:8.1f} {row['2w/1w']:6.2f} {row['1w/bare']:7.2f} {naive:>12s}",
                   flush=True)
         for n in args.rss_sizes:

@@ -87,24 +87,14 @@ def _assemble_source(root: Path, src: SourceShards, take: Take) -> dict[str, str
     native.mkdir()
     known: dict[str, str] = {}
     digest = hashlib.sha256()
-    files, folder_made = 0, None
+    files = 0
     with open(test / name, "wb") as jsonl:
         for folder in src.folders:
             with open(folder / SPLIT / name, "rb") as part:
                 while chunk := part.read(1 << 20):
                     digest.update(chunk)
                     jsonl.write(chunk)
-            for sha, rel in iter_sums(folder / "sums.txt"):
-                dest = root / rel
-                if dest.parent != folder_made:  # paths are sorted: a folder's files come together
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    folder_made = dest.parent
-                if dest.exists():  # a frame shared by samples of different shards
-                    if sha256_file(dest) != sha:
-                        raise InvalidEpisode(f"{rel} is written by two shards with different content")
-                    continue
-                take(folder / rel, dest)
-                files += 1
+            files += _copy_frames(folder, root) if take is copy else _move_tree(folder / SPLIT, test, {name})
     known[f"{SPLIT}/{name}"] = digest.hexdigest()
     total = max(len(src.folders), 1)
     shards = []
@@ -123,6 +113,41 @@ def _assemble_source(root: Path, src: SourceShards, take: Take) -> dict[str, str
     entry.skipped = src.plan_skipped + [bad for s in summaries for bad in s.skipped]
     entry.official_fields = sorted({f for s in summaries for f in s.official_fields})
     return known
+
+
+def _move_tree(src: Path, dest: Path, skip: set[str] = frozenset()) -> int:
+    """Move what ``src`` holds into ``dest``, whole folders at once where ``dest`` has none yet; returns the files
+    added. A file already there (a frame shared by samples of two shards) must be identical."""
+    added = 0
+    for entry in os.scandir(src):
+        if entry.name in skip:
+            continue
+        target = dest / entry.name
+        if not os.path.lexists(target):
+            os.replace(entry.path, target)
+            added += sum(len(f) for _, _, f in os.walk(target)) if entry.is_dir() else 1
+        elif entry.is_dir():
+            added += _move_tree(Path(entry.path), target)
+        elif sha256_file(Path(entry.path)) != sha256_file(target):
+            raise InvalidEpisode(f"{target}: written by two shards with different content")
+    return added
+
+
+def _copy_frames(folder: Path, root: Path) -> int:
+    """Copy a shard's frame files into the release (``merge`` leaves its parts intact); returns the files added."""
+    added, made = 0, None
+    for sha, rel in iter_sums(folder / "sums.txt"):
+        dest = root / rel
+        if dest.parent != made:  # paths are sorted: a folder's files come together
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made = dest.parent
+        if dest.exists():  # a frame shared by samples of different shards
+            if sha256_file(dest) != sha:
+                raise InvalidEpisode(f"{rel} is written by two shards with different content")
+            continue
+        shutil.copyfile(folder / rel, dest)
+        added += 1
+    return added
 
 
 def _write_sums(root: Path, known: dict[str, str], shard_sums: list[Path]) -> None:
