@@ -188,28 +188,29 @@ sys.path[:0] = [sys.argv[5]]
 from scale import _quickdraw_job
 from pb_build.build import build_release
 raw, out, n, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-jobs = _quickdraw_job(raw, n)
+jobs = _quickdraw_job(raw, n, int(sys.argv[6]))
 [report] = build_release(out, jobs, workers=workers, progress=False)
 print(report.samples, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
-def _quickdraw_job(raw: Path, scale: int) -> list[SourceJob]:
+def _quickdraw_job(raw: Path, scale: int, image_size: int) -> list[SourceJob]:
     """The QuickDraw job of an existing synthetic raw folder written by :func:`_quickdraw`."""
     categories = min(100, max(1, scale // 40))
     per_class = max(1, scale // categories)
     qd = get_builder("quickdraw")
-    return [SourceJob(qd, qd.Config(per_class=per_class, pool=per_class), raw)]
+    return [SourceJob(qd, qd.Config(per_class=per_class, pool=per_class, image_size=image_size), raw)]
 
 
-def peak_rss(n: int, workers: int, tmp: Path) -> tuple[int, float, float]:
+def peak_rss(n: int, workers: int, tmp: Path, image_size: int) -> tuple[int, float, float]:
     """(samples, main process peak RSS MiB, largest worker peak RSS MiB) of a QuickDraw build of ``n``."""
     raw = tmp / f"qd-{n}"
     if not raw.is_dir():
         _quickdraw(raw, n)
     out = tmp / f"rss-{n}-{workers}"
-    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(raw), str(out), str(n), str(workers), str(HERE)],
+    proc = subprocess.run([sys.executable, "-c", RSS_CHILD, str(raw), str(out), str(n), str(workers), str(HERE),
+                           str(image_size)],
                           capture_output=True, text=True, check=True)
     subprocess.run(["rm", "-rf", str(out)], check=True)
     samples, main_kb, children_kb = proc.stdout.split()[-3:]
@@ -252,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="repetitions; the best of each row is kept")
     parser.add_argument("--rss-sizes", type=int, nargs="*", default=[10_000, 100_000],
                         help="QuickDraw drawings for the peak RSS rows (none to skip)")
+    parser.add_argument("--rss-image-size", type=int, default=64,
+                        help="frame size of the peak RSS builds (small keeps 100,000 drawings quick; memory "
+                             "bookkeeping is per sample, not per pixel)")
     parser.add_argument("--shards", type=int, default=16,
                         help="cut each source into this many shards (0: pb-build's default shard size)")
     parser.add_argument("--json", type=Path, help="save the numbers to this JSON file")
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                   flush=True)
         for n in args.rss_sizes:
             for workers in (1, 2):
-                samples, main_mb, worker_mb = peak_rss(n, workers, tmp)
+                samples, main_mb, worker_mb = peak_rss(n, workers, tmp, args.rss_image_size)
                 rss.append({"drawings": n, "workers": workers, "samples": samples, "main_mib": main_mb,
                             "worker_mib": worker_mb})
                 print(f"QuickDraw peak RSS: {samples:7d} samples, {workers} worker(s): main {main_mb:7.1f} MiB, "
