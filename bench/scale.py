@@ -89,10 +89,10 @@ def _rod(root: Path, scale: int) -> list[SourceJob]:
     from test_rod import make_sweep
 
     rod = get_builder("rod")
-    from pb_build.raw.rod import CLASSES
+    from pb_build.raw.rod import CLASSES, COLOURS
 
-    tokens = ("bluebl", "greenr", "redbl", "redcb")
-    groups = [f"{s}_{a}_{b}" for s in ("natural", "dim") for a in tokens for b in tokens if a != b]
+    # <setting>_<occluder: colour + kind>_<background token>, as in the real file names
+    groups = [f"{s}_{c}bl_{b}" for s in ("natural", "dim") for c in COLOURS for b in ("greenr", "bluebl")]
     sweeps = [(g, c.replace(" ", "_")) for g in groups for c in CLASSES][: max(1, scale // 14)]
     for group, cls in sweeps:
         make_sweep(root, f"{group}-{cls}", cls, size=(320, 240))

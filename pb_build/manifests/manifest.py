@@ -253,15 +253,15 @@ def write_streaming(root: Path, manifest: Manifest, keys: dict[str, Callable[[],
                 e.keys = []
     dest = root / MANIFEST
     with open(dest, "w", encoding="utf-8", newline="\n") as handle:
-        for line in text.splitlines(keepends=True):
-            source = next((s for s, m in marks.items() if json.dumps(m) in line), None)
-            if source is None:
-                handle.write(line)
-                continue
-            indent = line[: len(line) - len(line.lstrip(" "))]
+        for source, mark in marks.items():
+            at = text.index(json.dumps(mark))
+            line_start = text.rindex("\n", 0, at) + 1
+            handle.write(text[:line_start])
+            indent = text[line_start:at]
             first = True
             for key in keys[source]():
                 handle.write(("" if first else ",\n") + indent + json.dumps(key, ensure_ascii=False))
                 first = False
-            handle.write("\n")
+            text = text[at + len(json.dumps(mark)):]
+        handle.write(text)
     return dest
