@@ -1,7 +1,8 @@
 """Benchmark: the evaluator's batched step loop against a one-episode-at-a-time loop, same model and episodes.
 
-CPU mode (default): a tiny random vision-language model (``pb_build.eval.tiny``, Qwen2.5-VL architecture) on the
-QuickDraw sample release. Two loops answer the same episodes:
+CPU mode (default): a tiny random vision-language model (``pb_build.eval.tiny``, Qwen2.5-VL architecture) on
+synthetic QuickDraw-like episodes (stroke drawings revealed frame by frame, PNG frames, the QuickDraw chain of
+states), or on a real release with ``--release DIR --source NAME``. Two loops answer the same episodes:
 
 1. **sequential**: the official example's way (``proactivebench/tests/mcqa.py``): one episode at a time, one
    ``generate`` call of batch 1 per turn, until the episode ends;
@@ -15,8 +16,12 @@ still answers every state (full cost) but episodes advance with the oracle's ans
 as a proactive model would; ``--advance model`` uses the model's answers.
 
 GPU mode (``--gpu``): a Qwen2.5-VL-3B-sized model with random weights (3.75B parameters, bf16, built on the GPU
-from the published config) at batch sizes 1, 8, 32 and 64, reporting episodes per second and peak GPU memory.
-``--gpu --tiny-config --device cpu`` dry-runs that path on the CPU with the tiny config.
+from the published config) at batch sizes 1, 8, 32 and 64 over the same episodes, reporting turns/s,
+episodes/s and peak GPU memory. ``--gpu --tiny-config --device cpu`` dry-runs that path on the CPU.
+
+Runs on a bare GPU machine: it imports only torch, transformers, numpy, pillow, tqdm and pb-build's evaluation
+core (no datasets, click, opencv or decord; ``datasets`` only with ``--release``). See bench/README.md for the
+wheel list and the prepared command.
 
     .venv/bin/python bench/eval_batched.py
     .venv/bin/python bench/eval_batched.py --episodes 40 --batch-size 16 --json /tmp/eval.json
@@ -27,33 +32,61 @@ from the published config) at batch sizes 1, 8, 32 and 64, reporting episodes pe
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
+from PIL import Image, ImageDraw
 
-from pb_build.build import SourceJob, build_release
-from pb_build.builders import quickdraw
-from pb_build.eval import data, tiny
+from pb_build.episode import Episode, linear_states
+from pb_build.eval import tiny
 from pb_build.eval.backends import TransformersBackend
 from pb_build.eval.data import Item
 from pb_build.eval.prompts import mcqa_prompt
 from pb_build.eval.runner import Query, run_mcqa
 from pb_build.replay import Replay, oracle
 
+CATEGORIES = ("cat", "house", "tree", "bicycle", "banana", "clock", "fish", "star")
 
-def sample_items(n: int, folder: Path) -> list[Item]:
-    """``n`` episodes of the QuickDraw sample release (cycled, with distinct ids, when ``n`` exceeds it)."""
-    release = folder / "release"
-    build_release(release, [SourceJob(quickdraw, quickdraw.Config(), quickdraw.sample_dir(), True)],
-                  progress=False)
-    base = data.load(release, "quickdraw").items
+
+def synthetic_episode(n: int, seed: int) -> Episode:
+    """A QuickDraw-like episode: a random stroke drawing revealed over 4-8 PNG frames, the QuickDraw chain."""
+    rng = np.random.default_rng(seed)
+    frames_n = int(rng.integers(4, 9))
+    strokes = rng.integers(8, 248, size=(frames_n * 3, 2, 2))
+    frames = []
+    img = Image.new("RGB", (256, 256), "white")
+    draw = ImageDraw.Draw(img)
+    for k in range(frames_n):
+        for (x0, y0), (x1, y1) in strokes[3 * k: 3 * k + 3].tolist():
+            draw.line((x0, y0, x1, y1), fill="black", width=3)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        frames.append(buf.getvalue())
+    picked = rng.choice(len(CATEGORIES), size=4, replace=False)
+    categories = tuple(f"{CATEGORIES[i].capitalize()}." for i in picked)
+    options = ("Make this drawing more complete.", "I cannot tell.")
+    return Episode(source="quickdraw", key=f"synthetic/{n}", prompt="What is this drawing?", options=options,
+                   categories=categories, answer=categories[0], frames=tuple(frames),
+                   states=linear_states(frames_n, len(options), (0,)), reference_frame=frames_n - 1,
+                   max_steps=frames_n, hint="Hint: Adding more details to the quickdraw could help with "
+                   "classification.", abstain=(1,))
+
+
+def sample_items(n: int, release: Path | None = None, source: str = "quickdraw") -> list[Item]:
+    """``n`` episodes: synthetic ones, or a release's (cycled, with distinct ids, when ``n`` exceeds it)."""
+    if release is None:
+        return [Item(i, synthetic_episode(i, i)) for i in range(n)]
+    from pb_build.eval import data  # reading a parquet release needs datasets
+
+    base = data.load(release, source).items
     return [Item(i, base[i % len(base)].episode) for i in range(n)]
 
 
@@ -143,11 +176,13 @@ def gpu_bench(args: argparse.Namespace, items: list[Item]) -> dict[str, Any]:
         if cuda:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats()
-        subset = items[: max(b * args.steps_per_size, b)] if args.steps_per_size else items
+        subset = items  # the same episodes at every batch size
         seconds, recs = timed(run_mcqa, subset, advancing(backend, args.advance), batch_size=b)
         failed = sum(r["status"] != "ok" for r in recs)
-        row = {"batch_size": b, "episodes": len(subset), "turns": sum(r["num_turns"] for r in recs),
-               "failed": failed, "seconds": round(seconds, 3), "episodes_per_s": round(len(subset) / seconds, 3)}
+        turns = sum(r["num_turns"] for r in recs)
+        row = {"batch_size": b, "episodes": len(subset), "turns": turns, "failed": failed,
+               "seconds": round(seconds, 3), "turns_per_s": round(turns / seconds, 3),
+               "episodes_per_s": round(len(subset) / seconds, 3)}
         if cuda:
             row["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         rows.append(row)
@@ -161,7 +196,9 @@ def gpu_bench(args: argparse.Namespace, items: list[Item]) -> dict[str, Any]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--episodes", type=int, default=40, help="episodes (the sample release has 40; cycled beyond)")
+    p.add_argument("--episodes", type=int, default=40, help="episodes (synthetic, or cycled from --release)")
+    p.add_argument("--release", type=Path, help="read episodes from this release instead (needs datasets)")
+    p.add_argument("--source", default="quickdraw", help="with --release: the source to read")
     p.add_argument("--batch-size", type=int, default=16, help="CPU mode: episodes in flight")
     p.add_argument("--max-new-tokens", type=int, default=50)
     p.add_argument("--advance", choices=["oracle", "model"], default="oracle")
@@ -171,21 +208,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--tiny-config", action="store_true", help="GPU mode with the tiny model (dry run)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--batch-sizes", default="1,8,32,64", type=lambda s: [int(x) for x in s.split(",")])
-    p.add_argument("--steps-per-size", type=int, default=2,
-                   help="GPU mode: episodes per batch size = N x batch size (0 = all --episodes)")
     p.add_argument("--json", type=Path, help="also write the result here")
     return p.parse_args(argv)
 
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        n = max(args.episodes, max(args.batch_sizes) * args.steps_per_size if args.gpu else 0)
-        items = sample_items(n, Path(tmp))
-        result = gpu_bench(args, items) if args.gpu else cpu_bench(args, items)
+    items = sample_items(args.episodes, args.release, args.source)
+    result = gpu_bench(args, items) if args.gpu else cpu_bench(args, items)
     result["environment"] = {"python": platform.python_version(), "torch": torch.__version__,
                              "transformers": transformers.__version__, "threads": torch.get_num_threads(),
-                             "machine": platform.machine()}
+                             "machine": platform.machine(),
+                             "imported": sorted(m for m in ("datasets", "click", "cv2", "decord", "pyarrow")
+                                                if sys.modules.get(m) is not None)}
     print(json.dumps(result, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

@@ -13,19 +13,24 @@ import heapq
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pb_build.errors import InvalidEpisode
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pb_build.errors import InvalidEpisode, PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests.provenance import SUMS, sha256_file
 from pb_build.release_folder import CARD
 from pb_build.shards import KEYS, NATIVE, SPLIT, ShardSummary, iter_sums, jsonl_name
+from pb_build.visual.card_assets import PREVIEW_DIR, write_card_assets
 from pb_build.writers.card import release_card
-from pb_build.writers.native import ParquetShards
+from pb_build.writers.native import SCHEMA, ParquetShards
 
 MAX_OPEN_SUMS = 200  # sums files merged at once; more are merged in rounds
 
@@ -49,6 +54,22 @@ class SourceShards:
     plan_skipped: list[dict[str, Any]]
     folders: list[Path] = field(default_factory=list)
     summaries: list[ShardSummary] = field(default_factory=list)
+    plan_ineligible: list[dict[str, Any]] = field(default_factory=list)  # items the plan excluded
+    raw: str = ""  # where the raw input was read (for messages)
+
+    def ineligible_items(self) -> list[dict[str, Any]]:
+        """The items the source's eligibility rules excluded: those its workers met, in plan order, then the
+        plan's own."""
+        return [item for s in self.summaries for item in s.ineligible] + self.plan_ineligible
+
+
+def check_min_samples(src: SourceShards, min_samples: int, out: Path) -> None:
+    """Fail (before anything is written at ``out``) when a source yields fewer than ``min_samples`` samples."""
+    samples = sum(s.samples for s in src.summaries)
+    if samples < min_samples:
+        excluded = len(src.plan_skipped) + sum(len(s.skipped) for s in src.summaries) + len(src.ineligible_items())
+        raise PbBuildError(f"{src.entry.source}: {samples} sample(s) built from {src.raw}, fewer than "
+                           f"--min-samples {min_samples} ({excluded} excluded); nothing was written at {out}")
 
 
 def assemble(root: Path, sources: list[SourceShards], release: dict[str, Any] | None, writer: dict[str, Any],
@@ -60,8 +81,12 @@ def assemble(root: Path, sources: list[SourceShards], release: dict[str, Any] | 
         known.update(_assemble_source(root, src, take))
         sums_files += [folder / "sums.txt" for folder in src.folders]
     manifest = manifests.Manifest(sources=[s.entry for s in sources], release=release, split=SPLIT, writer=writer)
-    (root / CARD).write_text(release_card(manifest, lambda rel: (root / rel).stat().st_size), encoding="utf-8",
-                             newline="\n")
+    preview = write_card_assets(root, manifest.sources)
+    for path in sorted((root / PREVIEW_DIR).rglob("*")):
+        if path.is_file():
+            known[path.relative_to(root).as_posix()] = sha256_file(path)
+    (root / CARD).write_text(release_card(manifest, lambda rel: (root / rel).stat().st_size, preview=preview),
+                             encoding="utf-8", newline="\n")
     key_streams = {s.entry.source: _keys_of(s.folders) for s in sources if s.entry.counts.samples}
     manifests.write_streaming(root, manifest, key_streams)
     for rel in (CARD, manifests.MANIFEST):
@@ -88,20 +113,35 @@ def _assemble_source(root: Path, src: SourceShards, take: Take) -> dict[str, str
     known: dict[str, str] = {}
     digest = hashlib.sha256()
     files = 0
+    # Workers number samples by plan position; a shard after (or with) a skipped or ineligible unit is
+    # renumbered here, so the release's ids are 0..N-1 in order whatever was excluded.
+    first_ids, planned, built = [], 0, 0
+    for summary in src.summaries:
+        first_ids.append(None if planned == built and summary.samples == summary.units else built)
+        planned, built = planned + summary.units, built + summary.samples
     with open(test / name, "wb") as jsonl:
-        for folder in src.folders:
+        for folder, first_id in zip(src.folders, first_ids, strict=True):
             with open(folder / SPLIT / name, "rb") as part:
-                while chunk := part.read(1 << 20):
-                    digest.update(chunk)
-                    jsonl.write(chunk)
+                if first_id is None:
+                    while chunk := part.read(1 << 20):
+                        digest.update(chunk)
+                        jsonl.write(chunk)
+                for n, line in enumerate(part if first_id is not None else ()):
+                    line = _with_id(line.decode("utf-8"), first_id + n).encode("utf-8")
+                    digest.update(line)
+                    jsonl.write(line)
             files += _copy_frames(folder, root) if take is copy else _move_tree(folder / SPLIT, test, {name})
     known[f"{SPLIT}/{name}"] = digest.hexdigest()
     total = max(len(src.folders), 1)
     shards = []
-    for i, (folder, summary) in enumerate(zip(src.folders, src.summaries, strict=True)):
+    for i, (folder, summary, first_id) in enumerate(zip(src.folders, src.summaries, first_ids, strict=True)):
         rel = f"{entry.source}/{SPLIT}-{i:05d}-of-{total:05d}.parquet"
-        take(folder / NATIVE, root / rel)
-        known[rel] = summary.digests[NATIVE]
+        if first_id is None:
+            take(folder / NATIVE, root / rel)
+            known[rel] = summary.digests[NATIVE]
+        else:
+            _renumber_parquet(folder / NATIVE, root / rel, first_id)
+            known[rel] = sha256_file(root / rel)
         shards.append(rel)
     if not src.folders:  # an empty source still gets one (empty) shard so the config loads
         (path,) = ParquetShards(native, SPLIT).close()
@@ -112,7 +152,33 @@ def _assemble_source(root: Path, src: SourceShards, take: Take) -> dict[str, str
     entry.files = manifests.Files(f"{SPLIT}/{name}", shards)
     entry.skipped = src.plan_skipped + [bad for s in summaries for bad in s.skipped]
     entry.official_fields = sorted({f for s in summaries for f in s.official_fields})
+    entry.ineligible_items = src.ineligible_items()
+    entry.ineligible = dict(sorted(Counter(i["reason"] for i in entry.ineligible_items).items()))
     return known
+
+
+def _with_id(record: str, sample_id: int) -> str:
+    """A JSON object written with its ``id`` first (the official line, the native row's record), renumbered."""
+    if not record.startswith('{"id": '):
+        raise InvalidEpisode(f"a shard's record does not start with its id: {record[:40]!r}")
+    end = record.index(",", 7) if "," in record else record.index("}")
+    return f'{{"id": {sample_id}' + record[end:]
+
+
+def _renumber_parquet(src: Path, dest: Path, first_id: int) -> None:
+    """Copy a shard's native parquet file with its rows numbered from ``first_id`` (row groups kept)."""
+    pf = pq.ParquetFile(src)
+    next_id = first_id
+    with pq.ParquetWriter(dest, SCHEMA, compression="snappy") as writer:
+        for rg in range(pf.num_row_groups):
+            table = pf.read_row_group(rg)
+            ids = list(range(next_id, next_id + table.num_rows))
+            next_id += table.num_rows
+            records = [_with_id(r, i) if r else r for r, i in zip(table["official_record"].to_pylist(), ids,
+                                                                  strict=True)]
+            for column, values in (("id", pa.array(ids, pa.int64())), ("official_record", pa.array(records))):
+                table = table.set_column(table.schema.get_field_index(column), table.schema.field(column), values)
+            writer.write_table(table, row_group_size=table.num_rows)
 
 
 def _move_tree(src: Path, dest: Path, skip: set[str] = frozenset()) -> int:

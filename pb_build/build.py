@@ -23,14 +23,14 @@ from typing import Any
 from tqdm import tqdm
 
 from pb_build import __version__
-from pb_build.assemble import SourceShards, assemble
+from pb_build.assemble import SourceShards, assemble, check_min_samples
 from pb_build.builders.base import Plan, WorkUnit, iter_units
 from pb_build.distributors import WorkerDied, get_distributor
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, Ineligible, PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.parts import write_part
-from pb_build.release_folder import check_target, new_folder
+from pb_build.release_folder import check_target, claim, new_folder, unclaim
 from pb_build.shards import (
     AUTO,
     DONE,
@@ -40,6 +40,7 @@ from pb_build.shards import (
     job_fingerprint,
     relative_to,
     shard_fingerprint,
+    strict_error,
 )
 
 SPLIT = manifests.DEFAULT_SPLIT
@@ -73,11 +74,16 @@ class SourceReport:
     frames: int = 0
     files: int = 0
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    ineligible: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
 
     def excluded_by_reason(self) -> dict[str, int]:
         """How many raw records or samples were skipped, per cause."""
         return dict(Counter(s["cause"] for s in self.skipped).most_common())
+
+    def ineligible_by_reason(self) -> dict[str, int]:
+        """How many valid items the source's eligibility rules excluded, per reason (sorted by reason)."""
+        return dict(sorted(Counter(i["reason"] for i in self.ineligible).items()))
 
 
 # ------------------------------------------------------------------------------------------------ user tables
@@ -171,6 +177,8 @@ def build_release(
     distributor: str = "local",
     sharding: Sharding | None = None,
     resume: bool = True,
+    min_samples: int = 1,
+    strict: bool = False,
 ) -> list[SourceReport]:
     """Build every job into the release folder ``out``; nothing is left at ``out`` on failure.
 
@@ -179,7 +187,9 @@ def build_release(
     collects their summaries and assembles the release. Finished shards survive a failed or interrupted build
     and are reused by a rerun with the same inputs (unless ``resume`` is false). With ``sharding`` (part I of K)
     only that part's shards are built, into a part folder ``out`` that ``pb-build merge`` combines with the other parts.
-    ``release`` (name, version and the recipe) is recorded in the manifest and the card when given.
+    ``release`` (name, version and the recipe) is recorded in the manifest and the card when given. A source
+    that yields fewer than ``min_samples`` samples fails the build and leaves ``out`` untouched (for a part, the
+    check is made by ``merge``). Ineligible items are counted per reason, or (``strict``) fail the build.
     """
     out = out.resolve()
     part = sharding is not None
@@ -189,38 +199,51 @@ def build_release(
     # The recipe copy names tables by file name too: the same build from another folder gives the same bytes.
     release = _without_paths(release, {k: v for _, _, names in resolved for k, v in names.items()})
     work = work_folder(out)
+    claim(work, str(out))  # refused while another running build uses the same shards
     if not resume:
         shutil.rmtree(work, ignore_errors=True)
+        claim(work, str(out))
     planned: list[_Planned] = []
     bar = _Progress(progress)
-    tasks = _tasks(work, jobs, resolved, skip_bad, shard_size, sharding, planned, bar)
+    tasks = _tasks(work, jobs, resolved, skip_bad, strict, shard_size, sharding, planned, bar)
     started = time.perf_counter()
     summaries: dict[tuple[str, int], ShardSummary] = {}
     try:
         for summary in get_distributor(distributor)(tasks, workers):
             summaries[summary.source, summary.index] = summary
             bar.update(summary.units)
+        bar.close(finished=True)
+        for p in planned:
+            p.shards.summaries = [summaries[p.shards.entry.source, i] for i in p.owned]
+            p.shards.folders = [shard_folder(work, p.shards.entry.source, i) for i in p.owned]
+            _check_source(p.shards, strict, None if part else min_samples, out)
     except BaseException as exc:
         bar.close(finished=False)
         # Finished shards are kept for a rerun after an interruption or a dead worker; not after bad input,
         # whose fix changes the inputs' fingerprint anyway.
         bad_input = isinstance(exc, PbBuildError) and not isinstance(exc, WorkerDied)
         if bad_input or not any(work.glob(f"*/*/{DONE}")):
-            shutil.rmtree(work, ignore_errors=True)
+            unclaim(work)
         raise
-    bar.close(finished=True)
-    for p in planned:
-        p.shards.summaries = [summaries[p.shards.entry.source, i] for i in p.owned]
-        p.shards.folders = [shard_folder(work, p.shards.entry.source, i) for i in p.owned]
     writer = {"shard_size": shard_size or AUTO}
     with new_folder(out, overwrite) as tmp:
         if not part:
             assemble(tmp, [p.shards for p in planned], release, writer)
         else:
             write_part(tmp, planned, release, writer, sharding)
-    shutil.rmtree(work, ignore_errors=True)
+    unclaim(work)
     elapsed = time.perf_counter() - started
     return [p.report(elapsed / max(len(planned), 1)) for p in planned]
+
+
+def _check_source(src: SourceShards, strict: bool, min_samples: int | None, out: Path) -> None:
+    """Fail before ``out`` is touched: on an ineligible item with ``strict`` (shards reused from a build without
+    it included), or when the source has fewer than ``min_samples`` samples (a part leaves that to merge)."""
+    items = src.ineligible_items()
+    if strict and items:
+        raise strict_error(src.entry.source, Ineligible(items[0]["key"], items[0]["reason"], items[0]["detail"]))
+    if min_samples is not None:
+        check_min_samples(src, min_samples, out)
 
 
 class _Progress:
@@ -267,6 +290,7 @@ class _Planned:
         report.frames = sum(s.frames for s in summaries)
         report.files = sum(s.files for s in summaries)
         report.skipped = self.shards.plan_skipped + [b for s in summaries for b in s.skipped]
+        report.ineligible = self.shards.ineligible_items()
         return report
 
 
@@ -274,8 +298,8 @@ def shard_folder(work: Path, source: str, index: int) -> Path:
     return work / source / f"{index:05d}"
 
 
-def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, size: int | None, sharding: Sharding,
-           planned: list[_Planned], bar: _Progress) -> Iterator[ShardTask]:
+def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, strict: bool, size: int | None,
+           sharding: Sharding, planned: list[_Planned], bar: _Progress) -> Iterator[ShardTask]:
     """Plan each source in turn and yield the shard tasks this run owns (lazily: a streamed plan stays one)."""
     for job, (config, tables, names) in zip(jobs, resolved, strict=True):
         job = dataclasses.replace(job, config=config)
@@ -286,12 +310,14 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, si
             skipped.append({**bad.as_dict(), "path": relative_to(str(bad.path), raw)})
 
         plan = builder.plan(job.raw, job.config, record_bad if skip_bad else None)
+        if strict and plan.ineligible:  # fail before building anything
+            raise strict_error(builder.name, plan.ineligible[0])
         bar.add_total(plan.size())
         shard_size = size or auto_shard_size(plan.size())
         entry = _entry(job, plan, tables, names)
         fingerprint = job_fingerprint({"pb_build": __version__, "entry": dataclasses.asdict(entry),
                                        "skip_bad": skip_bad, "shard_size": shard_size})
-        p = _Planned(SourceShards(entry, plan_skipped), fingerprint)
+        p = _Planned(SourceShards(entry, plan_skipped, raw=str(job.raw)), fingerprint)
         planned.append(p)
         for index, chunk in enumerate(_chunks(iter_units(plan.units), shard_size)):
             p.total = index + 1
@@ -302,7 +328,10 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, si
             p.shard_fingerprints[index] = shard_fingerprint(fingerprint, index, first_id, chunk)
             yield ShardTask(builder.name, builder.info.official_name, index, first_id, chunk, job.config,
                             str(shard_folder(work, builder.name, index)), p.shard_fingerprints[index], skip_bad,
-                            str(job.raw))
+                            str(job.raw), strict)
+        if strict and plan.ineligible:  # filled while a streamed plan's units were read
+            raise strict_error(builder.name, plan.ineligible[0])
+        p.shards.plan_ineligible = [item.as_dict() for item in plan.ineligible]
 
 
 def _chunks(units: Iterator[WorkUnit], size: int) -> Iterator[tuple[WorkUnit, ...]]:
@@ -328,6 +357,7 @@ def _entry(job: SourceJob, plan: Plan, tables: dict[str, manifests.Table],
         counts=manifests.Counts(0, 0, 0, 0),
         files=manifests.Files("", []),
         licence=builder.info.licence,
+        info={k: v for k, v in dataclasses.asdict(builder.info).items() if k != "official_name"},
         notes=_without_paths(plan.notes, names),
         tables=tables,
     )

@@ -3,45 +3,63 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import signal
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import click
 
 from pb_build import __version__
 from pb_build.builders import REGISTRY
-from pb_build.errors import PbBuildError
+from pb_build.builders.base import Source
+from pb_build.errors import PbBuildError, Terminated
 from pb_build.eval.cli import attach as attach_eval
+from pb_build.names import set_follow_symlinks
 
 
-def _fail(err: BaseException) -> None:
+def _fail(err: BaseException, code: int = 1) -> None:
     click.echo(f"error: {err}", err=True)
-    sys.exit(1)
+    sys.exit(code)
+
+
+def exit_code(err: PbBuildError) -> int:
+    """2 for a bad command-line value, 1 for any other failure (0 is success), like click's usage errors.
+
+    A message about an option's value starts with the option (``--per-class must be at least 1``); messages about
+    files or data start with the path, so a value error in a recipe or manifest is a failure (1), not usage.
+    """
+    return 2 if str(err).startswith("--") else 1
 
 
 class _Group(click.Group):
     """Turns expected failures into one line on stderr and a non-zero exit (tracebacks only with --debug)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        signal.signal(signal.SIGTERM, _on_sigterm)
         try:
             return super().invoke(ctx)
         except PbBuildError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            _fail(err)
+            _fail(err, exit_code(err))
         except OSError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             _fail(f"{err.filename or ''}: {err.strerror or err}".lstrip(": "))
-        except KeyboardInterrupt:
-            click.echo("interrupted; nothing was written at the target", err=True)
-            sys.exit(130)
+        except KeyboardInterrupt as stop:
+            what = "terminated" if isinstance(stop, Terminated) else "interrupted"
+            click.echo(f"{what}; nothing was written at the target", err=True)
+            sys.exit(143 if isinstance(stop, Terminated) else 130)
 
 
-@click.group(cls=_Group)
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pb-build")
 @click.option("--debug", is_flag=True, help="Show full tracebacks.")
 @click.pass_context
@@ -50,11 +68,32 @@ def main(ctx: click.Context, debug: bool) -> None:
     ctx.obj = {"debug": debug}
 
 
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of text.")
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _sources_json() -> list[dict[str, str]]:
+    return [{"name": name, "official_name": s.info.official_name, "alias": s.official.alias, "version": s.VERSION,
+             "origin": s.origin, "licence": s.info.licence} for name, s in sorted(REGISTRY.items())]
+
+
 @main.command("list")
-def list_sources() -> None:
-    """List the registered sources."""
-    for name, builder in sorted(REGISTRY.items()):
-        click.echo(f"{name:12s} {builder.info.official_name:28s} v{builder.VERSION}  {builder.info.licence}")
+@_json
+def list_sources(as_json: bool) -> None:
+    """List the registered sources, where each comes from, and sources that failed to register."""
+    if as_json:
+        _echo_json(_sources_json())
+    else:
+        for name, source in sorted(REGISTRY.items()):
+            click.echo(f"{name:12s} {source.info.official_name:28s} {source.official.alias:6s} "
+                       f"v{source.VERSION:8s} {source.origin:16s} {source.info.licence}")
+    for message in REGISTRY.errors.values():
+        click.echo(f"error: {message}", err=True)
+    if REGISTRY.errors:
+        sys.exit(1)
 
 
 SCALE_OPTIONS = ("num_shards", "shard_index", "distributor", "shard_size", "resume")
@@ -104,8 +143,11 @@ def _report(reports: list, out: Path, elapsed: float, part: bool = False) -> Non
             for s in r.skipped[:20]:
                 loc = f"{s['path']}:{s['line']}" if s["line"] is not None else s["path"]
                 click.echo(f"    {loc}: {s['cause']}")
+        if r.ineligible:
+            reasons = "; ".join(f"{n} x {reason}" for reason, n in r.ineligible_by_reason().items())
+            click.echo(f"excluded {len(r.ineligible)} ineligible item(s) by the source's rules; by reason: {reasons}")
     samples, frames = sum(r.samples for r in reports), sum(r.frames for r in reports)
-    excluded = sum(len(r.skipped) for r in reports)
+    excluded = sum(len(r.skipped) + len(r.ineligible) for r in reports)
     out = out.resolve()
     if part:
         click.echo(f"part written to {out}: {samples} samples, {frames} frames, {excluded} excluded; combine the "
@@ -118,11 +160,20 @@ def _report(reports: list, out: Path, elapsed: float, part: bool = False) -> Non
         click.echo(f'load it with: load_dataset("{out}", "{r.source}", split="test")')
 
 
-def _source_command(builder: ModuleType) -> click.Command:
+# --follow-symlinks, shared by every command that reads raw files.
+_FOLLOW: dict[str, Any] = {"is_flag": True, "expose_value": False, "callback": set_follow_symlinks,
+                           "help": "Read symlinks that lead outside --raw (refused by default)."}
+_min_samples = click.option("--min-samples", type=click.IntRange(min=0), default=1, show_default=True,
+                            help="Fail (leaving --out untouched) when a source yields fewer samples.")
+_strict = click.option("--strict", is_flag=True, help="Treat items the source's eligibility rules exclude as errors.")
+
+
+def _source_command(builder: Source) -> click.Command:
     fields = [f for f in dataclasses.fields(builder.Config) if f.name != "seed"]
 
     def run(raw: Path | None, sample: bool, out: Path, seed: int, workers: int | None, skip_bad: bool,
-            overwrite: bool, quiet: bool, cache_dir: Path | None, **params: Any) -> None:
+            overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool,
+            **params: Any) -> None:
         scale = {name: params.pop(name) for name in SCALE_OPTIONS}
         from pb_build.build import build_release
         from pb_build.manifests.recipe import RecipeSource, source_jobs
@@ -135,7 +186,8 @@ def _source_command(builder: ModuleType) -> click.Command:
         src = RecipeSource(builder.name, kind, seed, {f.name: params[f.name] for f in fields})
         jobs = source_jobs((src,), {}, cache_dir, not quiet, out=out, overwrite=overwrite)
         reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
-                                overwrite=overwrite, progress=not quiet, **_scale(**scale))
+                                overwrite=overwrite, progress=not quiet, min_samples=min_samples, strict=strict,
+                                **_scale(**scale))
         _report(reports, out, time.perf_counter() - started, scale["num_shards"] is not None)
 
     params: list[click.Parameter] = [
@@ -149,6 +201,7 @@ def _source_command(builder: ModuleType) -> click.Command:
         click.Option(["--quiet"], is_flag=True, help="No progress bars."),
         click.Option(["--cache-dir"], type=click.Path(path_type=Path), envvar="PB_BUILD_CACHE",
                      help="Download cache [default: ~/.cache/pb-build]."),
+        click.Option(["--follow-symlinks"], **_FOLLOW),
         *_scale_options(),
     ]
     for f in fields:
@@ -156,7 +209,7 @@ def _source_command(builder: ModuleType) -> click.Command:
         params.append(click.Option([f"--{f.name.replace('_', '-')}"], type=type(default), default=default,
                                    show_default=True, help=f.metadata.get("help", "")))
     doc = f"Build the {builder.info.official_name} source into a release folder."
-    return click.Command(builder.name, callback=run, params=params, help=doc, short_help=doc)
+    return _strict(_min_samples(click.Command(builder.name, callback=run, params=params, help=doc, short_help=doc)))
 
 
 for _builder in REGISTRY.values():
@@ -169,11 +222,21 @@ attach_eval(main)
 @main.command()
 @click.argument("release", type=click.Path(path_type=Path))
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def verify(release: Path, quiet: bool) -> None:
-    """Check a release: schemas, frames, checksums and an oracle replay of every episode."""
-    from pb_build.verify import verify_release
+@_json
+def verify(release: Path, quiet: bool, as_json: bool) -> None:
+    """Check a whole release: every file against SHA256SUMS, records, rows and exported frames tied together,
+    the manifest and card against the content, and an oracle replay of every episode."""
+    from pb_build.verify import VerifyResult, verify_release
 
-    result = verify_release(release, progress=not quiet)
+    try:
+        result = verify_release(release, progress=not (quiet or as_json))
+    except PbBuildError as err:
+        if not as_json:
+            raise
+        result = VerifyResult(problems=[str(err)])
+    if as_json:
+        _echo_json(result.to_json(release))
+        sys.exit(0 if result.ok else 1)
     click.echo(result.table())
     if result.problems:
         click.echo(f"{len(result.problems)} problem(s):", err=True)
@@ -188,7 +251,10 @@ _raw_pairs = click.option("--raw", "raw_pairs", multiple=True, metavar="SOURCE=D
 _out = click.option("--out", type=click.Path(path_type=Path), required=True, help="Release folder to write.")
 _workers = click.option("--workers", type=click.IntRange(min=1), help="Worker processes [default: CPUs].")
 _overwrite = click.option("--overwrite", is_flag=True, help="Replace an existing release at --out.")
+_follow = click.option("--follow-symlinks", **_FOLLOW)
 _quiet = click.option("--quiet", is_flag=True, help="No progress bars.")
+_version = click.option("--version", required=True, metavar="X.Y.Z",
+                        help="Release version (vX.Y.Z accepted); the tag is vX.Y.Z.")
 _cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB_BUILD_CACHE",
                       help="Download cache [default: ~/.cache/pb-build].")
 
@@ -202,8 +268,12 @@ _cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB
 @_overwrite
 @_quiet
 @_cache
+@_follow
+@_min_samples
+@_strict
 def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | None, skip_bad: bool,
-          overwrite: bool, quiet: bool, cache_dir: Path | None, **scale: Any) -> None:
+          overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool,
+          **scale: Any) -> None:
     """Build every source of RECIPE (a YAML file, or a bundled name: sample, paper) into one release."""
     from pb_build.build import build_release
     from pb_build.manifests.recipe import load_recipe, parse_raw_overrides, source_jobs
@@ -216,7 +286,7 @@ def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | Non
     reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
                             overwrite=overwrite, progress=not quiet,
                             release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()},
-                            **_scale(**scale))
+                            min_samples=min_samples, strict=strict, **_scale(**scale))
     _report(reports, out, time.perf_counter() - started, scale["num_shards"] is not None)
 
 
@@ -227,11 +297,12 @@ build.params.extend(_scale_options())
 @click.argument("parts", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_out
 @_overwrite
-def merge(parts: tuple[Path, ...], out: Path, overwrite: bool) -> None:
+@_min_samples
+def merge(parts: tuple[Path, ...], out: Path, overwrite: bool, min_samples: int) -> None:
     """Combine the PARTS of a build spread over machines (--num-shards/--shard-index) into one release."""
     from pb_build.parts import merge as run_merge
 
-    manifest = run_merge(list(parts), out, overwrite)
+    manifest = run_merge(list(parts), out, overwrite, min_samples)
     samples = sum(e.counts.samples for e in manifest.sources)
     click.echo(f"merged {len(parts)} part(s) into {out.resolve()}: {samples} samples; "
                f"check it with: pb-build verify {out.resolve()}")
@@ -248,6 +319,7 @@ def merge(parts: tuple[Path, ...], out: Path, overwrite: bool) -> None:
 @_overwrite
 @_quiet
 @_cache
+@_follow
 def rebuild(manifest: Path, out: Path, raw_pairs: tuple[str, ...], table_pairs: tuple[str, ...],
             workers: int | None, overwrite: bool, quiet: bool, cache_dir: Path | None) -> None:
     """Rebuild a release from its MANIFEST and check that SHA256SUMS comes out identical."""
@@ -278,26 +350,40 @@ _token = click.option("--token", envvar="HF_TOKEN", show_envvar=False,
 @main.command()
 @click.argument("release", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--repo", "repo_id", required=True, metavar="NAMESPACE/NAME", help="Dataset repo on the Hub.")
-@click.option("--version", required=True, metavar="X.Y.Z", help="Release version; tagged vX.Y.Z, never moved.")
+@_version
 @click.option("--private", is_flag=True, help="Create the repo private (only when it does not exist yet).")
-@click.option("--dry-run", is_flag=True, help="Print the planned additions, deletions and tag; write nothing.")
+@click.option("--dry-run", is_flag=True, help="Print what would be uploaded and deleted, per folder; write nothing.")
+@click.option("--verbose", is_flag=True, help="With --dry-run: list every path.")
+@_quiet
+@_json
 @_token
-def push(release: Path, repo_id: str, version: str, private: bool, dry_run: bool, token: str | None) -> None:
-    """Publish RELEASE to the Hub as one commit, then tag it vX.Y.Z and verify the remote files."""
+def push(release: Path, repo_id: str, version: str, private: bool, dry_run: bool, verbose: bool, quiet: bool,
+         as_json: bool, token: str | None) -> None:
+    """Publish RELEASE to the Hub as one commit, then tag it vX.Y.Z (never moved) and verify the remote files."""
     from pb_build.hub.publish import push as run_push
 
-    run_push(release, repo_id, version, private=private, dry_run=dry_run, token=token, echo=click.echo)
+    echo = (lambda line: click.echo(line, err=True)) if as_json else click.echo
+    plan = run_push(release, repo_id, version, private=private, dry_run=dry_run, token=token, echo=echo,
+                    progress=not quiet, verbose=verbose)
+    if as_json:
+        _echo_json(plan.summary(repo_id, dry_run))
 
 
 @main.command()
 @click.option("--repo", "repo_id", required=True, metavar="NAMESPACE/NAME", help="Dataset repo on the Hub.")
-@click.option("--version", required=True, metavar="X.Y.Z", help="The version to download.")
+@_version
 @_out
 @_overwrite
+@_quiet
 @_token
-def pull(repo_id: str, version: str, out: Path, overwrite: bool, token: str | None) -> None:
+def pull(repo_id: str, version: str, out: Path, overwrite: bool, quiet: bool, token: str | None) -> None:
     """Download a pinned release into a folder that works offline (and in the official package)."""
     from pb_build.hub.pull import pull as run_pull
 
-    folder = run_pull(repo_id, version, out, token=token, overwrite=overwrite)
-    click.echo(f"pulled {repo_id} v{version} to {folder}; verified against SHA256SUMS")
+    folder = run_pull(repo_id, version, out, token=token, overwrite=overwrite, progress=not quiet)
+    click.echo(f"pulled {repo_id} v{version.removeprefix('v')} to {folder}; verified against SHA256SUMS")
+
+
+from pb_build.visual.cli import attach as attach_visual  # noqa: E402  (kept at the end: one hunk in a shared file)
+
+attach_visual(main)

@@ -7,6 +7,7 @@ A worker that dies (killed, out of memory) fails the build naming the sample it 
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -14,6 +15,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pb_build.errors import PbBuildError
+from pb_build.names import FOLLOW_ENV
 from pb_build.shards import ShardSummary, ShardTask, last_attempt, run_shard
 
 DISTRIBUTORS = ("local", "ray")
@@ -113,7 +115,9 @@ def run_ray(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
     started = not ray.is_initialized()
     if started:
         ray.init(include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(num_cpus=1, max_retries=0)(run_shard)
+    # Ray workers do not inherit this process's environment: pass on what workers read from it.
+    env = {FOLLOW_ENV: os.environ[FOLLOW_ENV]} if FOLLOW_ENV in os.environ else {}
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_shard).options(runtime_env={"env_vars": env})
     running: dict[Any, ShardTask] = {}
     todo = iter(tasks)
     try:

@@ -9,7 +9,7 @@ Builders produce episodes; writers, ``verify`` and the evaluator only ever see t
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pb_build.errors import InvalidEpisode
@@ -58,6 +58,38 @@ class OfficialExport:
     files: tuple[OfficialFile, ...]
 
 
+SPEC_KEY = "spec"
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """What evaluating and verifying an episode needs from its source, carried as data with the episode.
+
+    The source fills it at build and import time; the native row stores it in ``meta["spec"]``, so ``eval`` and
+    ``verify`` work on any release without the source's code.
+    """
+
+    alias: str  # the paper's table name (e.g. "QD")
+    reference_prompt: str  # the question asked in reference mode
+    oeg_answers: str  # the official open-ended valid answers at the first state
+    oeg_threshold: int  # how many leading valid answers are proactive suggestions
+    contract: dict[str, Any]  # the official record contract (``pb_build.official.RecordContract`` as JSON)
+    reachable: tuple[str, ...]  # every official image path (relative to ``test/``) the environment can open
+    cot_prompt: str = ""  # the chain-of-thought lead-in of the CoT/ICL experiments ('' when the source has none)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"alias": self.alias, "reference_prompt": self.reference_prompt, "oeg_answers": self.oeg_answers,
+               "oeg_threshold": self.oeg_threshold, "contract": self.contract, "reachable": list(self.reachable)}
+        if self.cot_prompt:  # only then, so sources without one keep their bytes
+            out["cot_prompt"] = self.cot_prompt
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> EpisodeSpec:
+        return cls(data["alias"], data["reference_prompt"], data["oeg_answers"], int(data["oeg_threshold"]),
+                   dict(data["contract"]), tuple(data["reachable"]), str(data.get("cot_prompt", "")))
+
+
 @dataclass(frozen=True)
 class Episode:
     """A complete sample: frames, option strings, the state machine, its limits and its official export."""
@@ -78,6 +110,16 @@ class Episode:
     abstain: tuple[int, ...] = ()
     official: OfficialExport | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> EpisodeSpec | None:
+        """The source's evaluation and verification data (None for an episode no source has annotated)."""
+        data = self.meta.get(SPEC_KEY)
+        return EpisodeSpec.from_json(data) if data else None
+
+    def with_spec(self, spec: EpisodeSpec) -> Episode:
+        """This episode carrying ``spec``."""
+        return replace(self, meta={**self.meta, SPEC_KEY: spec.to_json()})
 
     def validate(self) -> Episode:
         """Check the state machine and the official string rules; return self or raise InvalidEpisode."""

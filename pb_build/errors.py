@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``), so a message naming a file stays one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in text)
+
+
 class PbBuildError(Exception):
     """A failure caused by the user's input or environment; the CLI prints it as one line."""
 
@@ -24,7 +29,8 @@ class BadRecord(PbBuildError):
 
     @property
     def location(self) -> str:
-        return f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+        path = printable(str(self.path))
+        return f"{path}:{self.line}" if self.line is not None else path
 
     def __str__(self) -> str:
         return f"{self.location}: {self.cause}"
@@ -35,6 +41,33 @@ class BadRecord(PbBuildError):
 
     def as_dict(self) -> dict:
         return {"path": str(self.path), "line": self.line, "cause": self.cause}
+
+
+@dataclass
+class Ineligible(PbBuildError):
+    """A valid raw item that the source's documented eligibility rules exclude (e.g. an MVP-N set with no
+    informative view). Not a corrupt input: the build counts it per ``reason`` and goes on (``--strict`` makes it
+    an error). ``reason`` is short and stable (the manifest counts by it); ``detail`` says more about this item."""
+
+    key: str
+    reason: str
+    detail: str = ""
+
+    def __post_init__(self) -> None:
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}" + (f" ({self.detail})" if self.detail else "")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.key, self.reason, self.detail))
+
+    def as_dict(self) -> dict:
+        return {"key": self.key, "reason": self.reason, "detail": self.detail}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so a build cleans up exactly as on Ctrl-C."""
 
 
 class InvalidEpisode(PbBuildError):

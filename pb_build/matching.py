@@ -1,4 +1,4 @@
-"""Answer matching exactly as the official environments do it (benchmark.md §8.2)."""
+"""Answer matching exactly as the official environments do it (``_evaluate`` of the official proactivebench package)."""
 
 from __future__ import annotations
 

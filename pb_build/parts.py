@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pb_build import __version__
-from pb_build.assemble import SourceShards, assemble, copy
+from pb_build.assemble import SourceShards, assemble, check_min_samples, copy
 from pb_build.errors import PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.release_folder import new_folder
@@ -37,7 +37,7 @@ def write_part(root: Path, planned: list[Any], release: dict[str, Any] | None, w
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(folder, dest)
         sources.append({"entry": asdict(p.shards.entry), "fingerprint": p.fingerprint, "total": p.total,
-                        "plan_skipped": p.shards.plan_skipped,
+                        "plan_skipped": p.shards.plan_skipped, "plan_ineligible": p.shards.plan_ineligible,
                         "shards": {str(i): p.shard_fingerprints[i] for i in p.owned}})
     body = {"kind": KIND, "pb_build": __version__, "num_shards": sharding.count, "shard_index": sharding.index,
             "release": release, "writer": writer, "sources": sources}
@@ -85,8 +85,9 @@ def _difference(a: dict[str, Any], b: dict[str, Any]) -> str:
     return "different recipe or writer settings"
 
 
-def merge(parts: list[Path], out: Path, overwrite: bool = False) -> manifests.Manifest:
-    """Combine the parts of a sharded build into the release ``out``."""
+def merge(parts: list[Path], out: Path, overwrite: bool = False, min_samples: int = 1) -> manifests.Manifest:
+    """Combine the parts of a sharded build into the release ``out``; a source with fewer than ``min_samples``
+    samples fails the merge and leaves ``out`` untouched."""
     if not parts:
         raise PbBuildError("merge needs at least one part folder")
     bodies = [(part, _read(part)) for part in parts]
@@ -115,7 +116,8 @@ def merge(parts: list[Path], out: Path, overwrite: bool = False) -> manifests.Ma
                  for i in [body["shard_index"]]}
     for s in first["sources"]:
         entry = manifests.parse({"sources": [s["entry"]]}, f"{first_part}/{PART}").sources[0]
-        src = SourceShards(entry, s["plan_skipped"])
+        src = SourceShards(entry, s["plan_skipped"], plan_ineligible=s.get("plan_ineligible", []),
+                           raw=f"the parts of {entry.source}")
         for j in range(s["total"]):
             owner = j % first["num_shards"]
             part = by_index[owner]
@@ -126,6 +128,7 @@ def merge(parts: list[Path], out: Path, overwrite: bool = False) -> manifests.Ma
                 raise PbBuildError(f"{part}: shard {j} of {entry.source} is missing or corrupted ({why})")
             src.folders.append(folder)
             src.summaries.append(summary)
+        check_min_samples(src, min_samples, out)
         sources.append(src)
     with new_folder(out.resolve(), overwrite) as tmp:
         return assemble(tmp, sources, first["release"], first["writer"], take=copy)

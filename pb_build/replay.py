@@ -1,4 +1,8 @@
-"""Generic replay of an episode's state machine with the official turn semantics (benchmark.md §6.0, §8.3).
+"""Generic replay of an episode's state machine with the official turn semantics.
+
+As in the official package's ``BaseEnvironment``: a correct category stops with success, otherwise a valid shown
+option moves to the next view, otherwise the episode stops with failure; every turn counts, and the episode stops
+when ``num_turns`` reaches ``max_steps``.
 
 The replay knows nothing about sources: it reads the shown options, the valid choices and the transitions
 from the episode's states. ``Replay`` is stepwise so that a batched evaluator can advance many episodes at once.

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pb_build.builders.base import WorkUnit
-from pb_build.errors import BadRecord, PbBuildError
+from pb_build.errors import BadRecord, Ineligible, PbBuildError
 from pb_build.manifests.provenance import sha256_file
 from pb_build.writers.native import NativeWriter
 from pb_build.writers.official import OfficialWriter
@@ -53,6 +53,7 @@ class ShardTask:
     fingerprint: str
     skip_bad: bool
     raw: str  # the raw folder: skipped records name their file relative to it
+    strict: bool = False  # an ineligible item fails the build instead of being counted
 
 
 @dataclass
@@ -68,6 +69,7 @@ class ShardSummary:
     files: int
     official_fields: list[str] = field(default_factory=list)
     skipped: list[dict[str, Any]] = field(default_factory=list)
+    ineligible: list[dict[str, Any]] = field(default_factory=list)  # items the source's rules excluded
     digests: dict[str, str] = field(default_factory=dict)  # of jsonl, native, keys and sums files
     reused: bool = False
 
@@ -177,6 +179,11 @@ def _build(task: ShardTask, folder: Path) -> ShardSummary:
                 attempt.record(unit.key)
                 try:
                     ep = builder.build(unit, task.config)
+                except Ineligible as item:
+                    if task.strict:
+                        raise strict_error(task.source, item) from None
+                    summary.ineligible.append(item.as_dict())
+                    continue
                 except PbBuildError as err:
                     bad = err if isinstance(err, BadRecord) else BadRecord(unit.key, str(err))
                     if not task.skip_bad:
@@ -207,6 +214,11 @@ def _build(task: ShardTask, folder: Path) -> ShardSummary:
     (folder / ATTEMPTS).unlink()
     (folder / DONE).write_text(summary.to_json(), encoding="utf-8", newline="\n")
     return summary
+
+
+def strict_error(source: str, item: Ineligible) -> PbBuildError:
+    """The error ``--strict`` makes of an ineligible item."""
+    return PbBuildError(f"{source}: {item} (an ineligible item; without --strict it is excluded and counted)")
 
 
 def relative_to(path: str, root: Path) -> str:

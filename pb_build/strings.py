@@ -1,4 +1,5 @@
-"""The official string rules for options and categories (benchmark.md §3.4)."""
+"""The official string rules for options and categories: strings that the official answer matching, action
+map and open-ended judge would mis-score are rejected (each problem message says which rule it breaks)."""
 
 from __future__ import annotations
 

@@ -13,10 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures" / "changeit"
+FIXTURES = Path(__file__).resolve().parent / "data" / "changeit"
 
-# (category, youtube id) -> annotated seconds of the real annotation samples in ../shared/fixtures/changeit.
+# (category, youtube id) -> annotated seconds of the real annotation samples in tests/data/changeit.
 REAL = {("apple", "2gQYivaDXW0"): 101, ("apple", "OFR57T1G1yM"): 33, ("bacon", "ZArf-W7di1Y"): 29}
 
 # Synthetic annotations (labels per second) for real categories; ids are valid 11-character YouTube ids.

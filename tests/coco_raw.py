@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURE = REPO.parent / "shared" / "fixtures" / "coco2014" / "instances_val2014.json_samples.json"
+FIXTURE = Path(__file__).resolve().parent / "data" / "coco2014" / "instances_val2014.json_samples.json"
 
 # A subset of the real COCO category table (id, name, supercategory): sparse ids, names with spaces, and
 # supercategories of 1 (person), 2 (kitchen here) and more members.

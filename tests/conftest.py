@@ -1,19 +1,54 @@
-"""Shared fixtures: isolated caches, the optional real raw samples, and raw-file makers."""
+"""Shared fixtures: isolated caches, the real raw samples in ``tests/data``, and raw-file makers."""
 
 from __future__ import annotations
 
 import json
+import os
+import re
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
-QD_FIXTURES = SHARED_FIXTURES / "quickdraw"
+try:
+    from provision import provide_imagecorruptions
+except ImportError:  # tests/ imported as a package
+    from tests.provision import provide_imagecorruptions
 
-requires_shared = pytest.mark.skipif(
-    not QD_FIXTURES.is_dir(), reason=f"real raw samples not found at {SHARED_FIXTURES} (only in the project checkout)"
-)
+REPO = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"  # small real raw samples; origin and licences in data/ORIGIN.md
+QD_FIXTURES = DATA / "quickdraw"
+
+# The ImageNet-C corruption tests need imagecorruptions, which no extra can install (see provision.py).
+IMAGECORRUPTIONS_PROBLEM = provide_imagecorruptions()
+
+# Evaluator tests need torch, which the test extra leaves out: on Linux, PyPI's torch brings GBs of CUDA wheels.
+EVAL_HINT = ("install a CPU torch first: pip install torch --index-url https://download.pytorch.org/whl/cpu "
+             "(the test extra brings transformers)")
+
+# With PB_FAIL_ON_SKIP=1 (set by .ci/run) a skip fails the session unless the test is marked slow or needs a GPU.
+ALLOWED_SKIP = re.compile(r"\b(GPU|CUDA)\b", re.IGNORECASE)
+_unexpected_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if "slow" not in report.keywords and not ALLOWED_SKIP.search(reason):
+        _unexpected_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if os.environ.get("PB_FAIL_ON_SKIP") == "1" and _unexpected_skips:
+        terminalreporter.section("skips that PB_FAIL_ON_SKIP=1 does not allow (only slow or GPU tests may skip)")
+        for line in _unexpected_skips:
+            terminalreporter.write_line(line)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("PB_FAIL_ON_SKIP") == "1" and _unexpected_skips and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(autouse=True)

@@ -1,9 +1,9 @@
 """A small in-process Hugging Face Hub emulator for tests (stdlib HTTP server on 127.0.0.1).
 
-It implements the endpoints huggingface_hub and datasets use to publish and load a dataset repo (see
-../shared/spec/hub.md §6-§7): repo create/info, validate-yaml, preupload, LFS batch/upload/verify, commit (with
-``parentCommit`` -> 412), tags (409 on duplicates), refs, tree, paths-info, and resolve (HEAD/GET with
-``X-Repo-Commit``, ``ETag``/``X-Linked-Etag`` and Range). Repos live in memory; tokens are checked (401).
+It implements the endpoints huggingface_hub and datasets use to publish and load a dataset repo: repo
+create/info, validate-yaml, preupload, LFS batch/upload/verify, commit (with ``parentCommit`` -> 412), tags (409
+on duplicates), refs, tree, paths-info, and resolve (HEAD/GET with ``X-Repo-Commit``, ``ETag``/``X-Linked-Etag``
+and Range). Repos live in memory; tokens are checked (401).
 Switches inject faults: a concurrent commit before the next commit, or a failing LFS upload.
 """
 

@@ -1,7 +1,11 @@
 """Helpers to run the official ``proactivebench`` environments (Python 3.12 only) from the pytest process.
 
-The official package runs in its own interpreter: ``$PB_OFFICIAL_PYTHON`` or ``<repo>/.venv312/bin/python``.
-``run_official`` feeds ``tests/official_driver.py`` a batch of jobs and returns one result per job.
+The official package runs in its own interpreter: ``$PB_OFFICIAL_PYTHON`` when set, otherwise a virtual
+environment that the tests create once per machine in ``~/.cache/pb-build/official-py312`` (or
+``$PB_OFFICIAL_VENV``) from a Python 3.12 found on the machine (``python3.12`` on PATH, or a pyenv 3.12.x),
+installing ``proactivebench jsonlines attrs pillow`` from PyPI with ``--no-deps``. A file lock keeps parallel
+test processes from creating it twice. ``run_official`` feeds ``tests/official_driver.py`` a batch of jobs and
+returns one result per job.
 """
 
 from __future__ import annotations
@@ -10,44 +14,89 @@ import dataclasses
 import functools
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+try:
+    from provision import cache_root, provide, run_steps
+except ImportError:  # tests/ imported as a package
+    from tests.provision import cache_root, provide, run_steps
+
 DRIVER = Path(__file__).resolve().parent / "official_driver.py"
 ENV_VAR = "PB_OFFICIAL_PYTHON"
+VENV_VAR = "PB_OFFICIAL_VENV"
+PACKAGES = ("proactivebench", "jsonlines", "attrs", "pillow")
 SETUP_HINT = (
-    "official proactivebench needs Python 3.12: create .venv312 with `PYENV_VERSION=3.12.1 python3.12 -m venv "
-    ".venv312 && .venv312/bin/pip install proactivebench --no-deps jsonlines attrs pillow`"
+    "the official proactivebench package needs Python 3.12: put python3.12 on PATH (or install 3.12 with pyenv) "
+    "and the tests create their environment themselves, or set PB_OFFICIAL_PYTHON to a Python 3.12 with "
+    "`pip install --no-deps proactivebench jsonlines attrs pillow`"
 )
 
 
-def official_python() -> Path:
-    """The interpreter that should have the official package."""
+def venv_dir() -> Path:
+    """Where the tests keep their Python 3.12 environment with the official package."""
+    configured = os.environ.get(VENV_VAR)
+    return Path(configured) if configured else cache_root() / "official-py312"
+
+
+def find_python312() -> tuple[list[str], dict[str, str]] | None:
+    """A command running Python 3.12 and the environment it needs: ``python3.12``, else a pyenv 3.12.x."""
+    candidates: list[dict[str, str]] = [{}]
+    if shutil.which("pyenv"):
+        listed = subprocess.run(["pyenv", "versions", "--bare"], capture_output=True, text=True, check=False)
+        candidates += [{"PYENV_VERSION": v} for v in sorted(listed.stdout.split(), reverse=True)
+                       if v.startswith("3.12.") and "/" not in v]
+    for extra in candidates:
+        env = {**os.environ, **extra}
+        try:
+            proc = subprocess.run(["python3.12", "-c", "import sys; print(sys.version_info[:2] == (3, 12))"],
+                                  capture_output=True, text=True, env=env, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0 and proc.stdout.strip() == "True":
+            return ["python3.12"], env
+    return None
+
+
+def _create_venv(target: Path) -> str | None:
+    """Create the environment at ``target``; why it failed, or None."""
+    found = find_python312()
+    if found is None:
+        return "no Python 3.12 interpreter found"
+    command, env = found
+    return run_steps([command + ["-m", "venv", str(target)],
+                      [str(target / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps", *PACKAGES]], env)
+
+
+@functools.cache
+def _provisioned() -> tuple[Path, str | None]:
+    """The official interpreter, and why the cached environment could not be created (None when it could)."""
     configured = os.environ.get(ENV_VAR)
-    return Path(configured) if configured else REPO / ".venv312" / "bin" / "python"
+    if configured:
+        return Path(configured), None
+    target = venv_dir()
+    problem = provide(target, _create_venv)
+    return target / "bin" / "python", (f"could not create {target}: {problem}" if problem else None)
+
+
+def official_python() -> Path:
+    """The interpreter that should have the official package (creating the cached environment if needed)."""
+    return _provisioned()[0]
 
 
 @functools.cache
 def official_problem() -> str | None:
     """Why the official package cannot be used (None when ``import proactivebench.environment`` works)."""
-    python = official_python()
+    python, problem = _provisioned()
+    if problem:
+        return problem
     if not python.exists():
         return f"{python} does not exist"
-    try:
-        proc = subprocess.run(
-            [str(python), "-c", "import proactivebench.environment, PIL"],
-            capture_output=True, text=True, timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"{python}: {exc}"
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return f"{python} cannot import proactivebench.environment: {last}"
-    return None
+    return run_steps([[str(python), "-c", "import proactivebench.environment, PIL"]])
 
 
 def official_available() -> bool:

@@ -190,7 +190,7 @@ def test_user_tables_by_name_and_hash_and_rebuild_with_table(tmp_path: Path):
     result = _cli("rebuild", manifest, "--out", tmp_path / "r3", *common, "--table", f"labels={changed}")
     assert result.exit_code == 1 and "differs from the labels table the manifest records" in result.output
     result = _cli("rebuild", manifest, "--out", tmp_path / "r4", *common, "--table", f"nope={changed}")
-    assert result.exit_code == 1 and "no such table" in result.output
+    assert result.exit_code == 2 and "no such table" in result.output
     assert not any((tmp_path / f"r{i}").exists() for i in (1, 3, 4))
 
 

@@ -1,6 +1,6 @@
 """ChangeIt: raw readers, the episode construction, releases, the official environment, determinism and bad input.
 
-Raw folders use the real annotation samples of ``../shared/fixtures/changeit`` (skipped when absent) plus a few
+Raw folders use the real annotation samples of ``tests/data/changeit`` plus a few
 synthetic annotations, with short flat-colour videos written by OpenCV whose length matches each annotation and
 whose frames encode their index (``tests/changeit_raw.py``), so the exported frames can be checked against the
 video frame they must show.
@@ -55,11 +55,6 @@ REWIND = "Rewind the video."
 ABSTAINS = set(cit.ABSTAIN)
 
 
-requires_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"real ChangeIt annotation samples not found at {FIXTURES} (../shared/fixtures)"
-)
-
-
 def build(raw_dir: Path, out: Path, workers: int = 1, skip_bad: bool = False, **config: Any) -> list:
     job = SourceJob(cit, cit.Config(**config), raw_dir)
     return build_release(out, [job], workers=workers, skip_bad=skip_bad, progress=False)
@@ -90,7 +85,6 @@ def test_object_names_and_category_strings() -> None:
     assert category_string("Rubik's Cube Solving") == "Rubik's cube solving."
 
 
-@requires_fixtures
 def test_all_real_categories_give_valid_distinct_strings() -> None:
     cats = raw.read_categories(FIXTURES)
     assert len(cats) == 44 and cats[6].dir_name == "box" and cats[6].action_name == "Gift/Box Wrapping"
@@ -160,7 +154,6 @@ def test_frame_index_rounds_half_up_and_clamps() -> None:
     assert raw.frame_index(0.0, 30.0, 5) == 0
 
 
-@requires_fixtures
 def test_real_annotations_parse_with_non_monotonic_labels() -> None:
     for (category, youtube_id), seconds in REAL.items():
         path = FIXTURES / "annotations" / category / f"{youtube_id}.fps1.csv"
@@ -190,8 +183,6 @@ def test_fetch_says_where_to_get_the_data(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def raw_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"real ChangeIt annotation samples not found at {FIXTURES} (../shared/fixtures)")
     return make_raw(tmp_path_factory.mktemp("cit-raw"))
 
 
@@ -214,15 +205,21 @@ def test_release_verifies_and_loads(release: Path) -> None:
     result = verify_release(release)
     assert result.problems == []
     recs = records(release)
-    # 6 videos x 2 questions, minus the t-shirt action question (never labelled 'action').
-    assert len(recs) == 11 == result.sources[0].rows == result.sources[0].oracle_correct
+    # 6 videos x 2 questions, minus the t-shirt action question (never labelled 'action') and the apple video
+    # whose object is on screen from its first second (answerable without help).
+    assert len(recs) == 10 == result.sources[0].rows == result.sources[0].oracle_correct
     ds = load_dataset(str(release), cit.name, split="test")
-    assert len(ds) == 11
-    assert [json.loads(r)["id"] for r in ds["official_record"]] == list(range(11))
+    assert len(ds) == 10
+    assert [json.loads(r)["id"] for r in ds["official_record"]] == list(range(10))
     assert ds[0]["frames"][0].size == (32, 24)
     entry = read_manifest(release)["sources"][0]
     assert entry["notes"]["dropped"] == [{"key": "changeit/t-shirt/TsHiRt0001a/action",
                                           "reason": "no reachable frame labelled action (step_size 2)"}]
+    assert entry["ineligible"] == {"no reachable reference frame": 1, "answerable in its first state": 1}
+    assert {"key": "changeit/t-shirt/TsHiRt0001a/action", "reason": "no reachable reference frame",
+            "detail": "no reachable frame labelled action (step_size 2)"} in entry["ineligible_items"]
+    assert {"key": "changeit/apple/OFR57T1G1yM/object", "reason": "answerable in its first state",
+            "detail": "its first state shows the reference frame 0"} in entry["ineligible_items"]
     assert entry["keys"][:2] == ["changeit/apple/2gQYivaDXW0/object", "changeit/apple/2gQYivaDXW0/action"]
     inventory = {f["path"] for f in entry["raw"]["files"]}
     assert {"categories.csv", "downloads/box/-Abc_def123.avi", "annotations/box/-Abc_def123.fps1.csv"} <= inventory
@@ -286,12 +283,6 @@ def test_same_seed_same_bytes_other_seed_differs(raw_tree: Path, release: Path, 
     assert [r["prompt"] for r in records(release)] != [r["prompt"] for r in records(tmp_path / "other")]
 
 
-def test_two_workers_give_the_same_bytes(raw_tree: Path, release: Path, tmp_path: Path) -> None:
-    build(raw_tree, tmp_path / "two", workers=2)
-    assert (tmp_path / "two" / "SHA256SUMS").read_bytes() == (release / "SHA256SUMS").read_bytes()
-
-
-@requires_fixtures
 def test_other_rate_external_video_dir_and_one_question(tmp_path: Path) -> None:
     raw_dir = make_raw(tmp_path)
     videos = tmp_path / "elsewhere"
@@ -523,7 +514,6 @@ BAD_KINDS = ["rows out of order", "rows not from 0", "unknown label", "not integ
              "video missing", "video does not open", "video ends early", "truncated video"]
 
 
-@requires_fixtures
 @pytest.mark.parametrize("kind", BAD_KINDS)
 def test_bad_input_is_one_clear_error_and_nothing_is_written(kind: str, tmp_path: Path) -> None:
     raw_dir = _only_bacon(tmp_path / "in")
@@ -539,7 +529,25 @@ def test_bad_input_is_one_clear_error_and_nothing_is_written(kind: str, tmp_path
     assert list(out.parent.iterdir()) == []
 
 
-@requires_fixtures
+def test_a_video_a_few_seconds_short_is_ineligible_not_bad(tmp_path: Path) -> None:
+    raw_dir = make_raw(tmp_path / "in")
+    write_video(video_path(raw_dir, *BACON), 26, 2.0)  # 26 s for 29 annotated seconds
+    [report] = build(raw_dir, tmp_path / "rel")
+    assert report.skipped == [] and report.samples == 8
+    short = {"video shorter than its annotation": 2}  # its object and action samples
+    others = {"no reachable reference frame": 1, "answerable in its first state": 1}
+    assert report.ineligible_by_reason() == {**short, **others}
+    entry = read_manifest(tmp_path / "rel")["sources"][0]
+    assert entry["ineligible"] == {**short, **others}
+    assert {i["detail"] for i in entry["ineligible_items"] if i["reason"] in short} == {
+        "ZArf-W7di1Y.mp4: 26.0 s for 29 annotated seconds"}
+    assert verify_release(tmp_path / "rel").problems == []
+    with pytest.raises(PbBuildError, match="video shorter than its annotation .*--strict"):
+        build_release(tmp_path / "strict", [SourceJob(cit, cit.Config(categories="bacon"), raw_dir)],
+                      progress=False, strict=True)
+    assert not (tmp_path / "strict").exists()
+
+
 def test_skip_bad_counts_every_bad_record(tmp_path: Path) -> None:
     raw_dir = make_raw(tmp_path / "in")
     apple = raw_dir / "annotations" / "apple"

@@ -116,3 +116,58 @@ def test_sources_without_a_bundled_sample_say_so(tmp_path: Path) -> None:
         code, output = run(name, "--sample", "--out", str(tmp_path / name), "--quiet")
         assert_one_line_error(code, output, f"{name} has no bundled sample")
         assert not (tmp_path / name).exists()
+
+
+def test_dash_h_is_help_everywhere() -> None:
+    code, output = run("-h")
+    assert code == 0 and "Usage: main [OPTIONS] COMMAND" in output
+    for name in main.commands:
+        code, output = run(name, "-h")
+        assert code == 0 and f"Usage: main {name}" in output and "-h, --help" in output, name
+
+
+def test_exit_status_is_0_ok_1_failure_2_usage(tmp_path: Path, small_raw: Path) -> None:
+    out = str(tmp_path / "o")
+    assert run("list")[0] == 0
+    assert run("quickdraw", "--sample", "--out", out, "--no-such-option")[0] == 2  # click's usage error
+    assert run("quickdraw", "--sample", "--out", out, "--workers", "0")[0] == 2  # click's bad value
+    for args in (("--per-class", "0"), ("--format", "svg")):  # a bad value pb-build checks: usage too
+        code, output = run("quickdraw", "--sample", "--out", out, "--quiet", *args)
+        assert code == 2 and output.startswith(f"error: {args[0]}"), output
+    code, output = run("build", "sample", "--out", out, "--raw", "quickdraw")
+    assert code == 2 and "expected SOURCE=DIR" in output
+    code, output = run("quickdraw", "--raw", str(tmp_path / "missing"), "--out", out, "--quiet")
+    assert code == 1 and "does not exist" in output  # a failure, not a usage error
+    assert not Path(out).exists()
+
+
+def test_list_json() -> None:
+    import json
+
+    from pb_build.builders import REGISTRY
+
+    code, output = run("list", "--json")
+    assert code == 0, output
+    listed = json.loads(output)
+    assert [s["name"] for s in listed] == sorted(REGISTRY)
+    qd = next(s for s in listed if s["name"] == "quickdraw")
+    assert qd == {"name": "quickdraw", "official_name": "QuickDraw", "alias": "QD", "origin": "built-in",
+                  "version": REGISTRY["quickdraw"].VERSION, "licence": REGISTRY["quickdraw"].info.licence}
+
+
+def test_verify_json(tmp_path: Path) -> None:
+    import json
+
+    out = tmp_path / "release"
+    assert run("quickdraw", "--sample", "--out", str(out), "--quiet", "--workers", "1")[0] == 0
+    result = CliRunner().invoke(main, ["verify", str(out), "--quiet", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] is True and report["problems"] == [] and report["checked_files"] > 0
+    [source] = report["sources"]
+    assert source["source"] == "quickdraw" and source["rows"] == 40 and source["oracle_accuracy"] == 1.0
+    (out / "README.md").write_text("changed")
+    result = CliRunner().invoke(main, ["verify", str(out), "--quiet", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["ok"] is False and "README.md: checksum does not match SHA256SUMS" in report["problems"]

@@ -40,6 +40,7 @@ class FileServer(ThreadingHTTPServer):
         self.not_found = False
         self.drop_after: int | None = None  # one-shot: cut the next body after this many bytes
         self.stall_s = 0.0
+        self.fail_5xx = 0  # the next this many requests answer 503
         self.lock = threading.Lock()
 
     @property
@@ -63,6 +64,11 @@ class RangeHandler(BaseHTTPRequestHandler):
             srv.requests.append((self.path, range_header))
         if srv.stall_s:
             time.sleep(srv.stall_s)
+        with srv.lock:
+            fail, srv.fail_5xx = srv.fail_5xx > 0, max(srv.fail_5xx - 1, 0)
+        if fail:
+            self.send_error(503)
+            return
         file = srv.root / unquote(urlsplit(self.path).path).lstrip("/")
         if srv.not_found or not file.is_file():
             self.send_error(404)
@@ -292,6 +298,22 @@ def test_full_download_drop_then_retry(server: FileServer, tmp_path: Path) -> No
     assert not dest.exists() and dl.part_path(dest).stat().st_size == 2000
     download(url, dest, progress=False, retries=0)
     assert dest.read_bytes() == data and server.requests[1][1] == "bytes=2000-"
+
+
+def test_5xx_is_retried_with_exponential_backoff(server: FileServer, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    data = make_ndjson("cat", 20)
+    publish(server, "cat", data)
+    waits: list[float] = []
+    monkeypatch.setattr(dl, "RETRY_DELAY_S", 1.0)
+    monkeypatch.setattr(dl.time, "sleep", waits.append)
+    server.fail_5xx = 3
+    dest = download(f"{server.url}/simplified/cat.ndjson", tmp_path / "cat.ndjson", progress=False, retries=3)
+    assert dest.read_bytes() == data and waits == [1.0, 2.0, 4.0]
+    server.fail_5xx = 10
+    with pytest.raises(PbBuildError, match=r"simplified/cat\.ndjson: .*503"):
+        download(f"{server.url}/simplified/cat.ndjson", tmp_path / "again.ndjson", progress=False, retries=2)
+    assert server.fail_5xx == 10 - 3
 
 
 def test_sha256_mismatch(server: FileServer, tmp_path: Path) -> None:

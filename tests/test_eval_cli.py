@@ -48,8 +48,8 @@ def test_eval_with_policies(release: Path, tmp_path: Path):
 
 @pytest.mark.parametrize("args, message", [
     (("--source", "COCO", "--policy", "oracle"), "source 'COCO' is not in this folder"),
-    (("--source", "QD"), "pass exactly one of --model and --policy"),
-    (("--source", "QD", "--policy", "oracle", "--model", "m"), "pass exactly one of --model and --policy"),
+    (("--source", "QD"), "pass exactly one of --model (repeatable) and --policy"),
+    (("--source", "QD", "--policy", "oracle", "--model", "m"), "pass exactly one of --model (repeatable) and --policy"),
     (("--source", "QD", "--policy", "oracle", "--mode", "oeg"), "OEG needs a model"),
     (("--source", "QD", "--policy", "oracle", "--filtered"), "run `pb-build filter` first"),
 ])

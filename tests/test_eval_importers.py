@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from pb_build.builders import REGISTRY
 from pb_build.errors import PbBuildError
 from pb_build.eval import data
 from pb_build.eval.importers import IMPORTERS, ImportFailure, import_record
@@ -17,37 +16,13 @@ from pb_build.eval.policies import get_policy
 from pb_build.eval.runner import policy_decider, run_mcqa
 
 try:
-    from test_eval_support import SAMPLE_SOURCES, build_sample_release, release_records
+    from test_eval_support import build_sample_release, release_records
 except ImportError:  # tests/ imported as a package
-    from tests.test_eval_support import SAMPLE_SOURCES, build_sample_release, release_records
-
-IMPORTABLE = [s for s in SAMPLE_SOURCES if REGISTRY[s].info.official_name in IMPORTERS]
-
-
-def _built_episodes(source: str):
-    """The builder's own episodes (with their official files' bytes), in release order."""
-    builder = REGISTRY[source]
-    config = builder.Config()
-    plan = builder.plan(builder.sample_dir(), config, None)
-    return [builder.build(unit, config) for unit in plan.units]
-
+    from tests.test_eval_support import build_sample_release, release_records
 
 @pytest.fixture(scope="module")
 def qd_release(tmp_path_factory) -> Path:
     return build_sample_release(tmp_path_factory.mktemp("qd") / "release")
-
-
-@pytest.mark.parametrize("source", IMPORTABLE)
-def test_round_trip_is_identity(source: str, tmp_path: Path):
-    """episode -> official record + files -> episode gives the episode back (provenance ``meta`` aside)."""
-    release = build_sample_release(tmp_path / "release", source)
-    name = REGISTRY[source].info.official_name
-    records = release_records(release, source)
-    built = _built_episodes(source)
-    assert len(built) == len(records)
-    for sid, ep in enumerate(built):
-        imported = import_record(name, records[sid], release / "test")
-        assert imported == dataclasses.replace(ep, meta={}), f"{source} id {sid}"
 
 
 def test_official_layout_folder_runs_like_the_release(qd_release: Path, tmp_path: Path):
@@ -60,7 +35,8 @@ def test_official_layout_folder_runs_like_the_release(qd_release: Path, tmp_path
     assert from_official.fingerprint == from_release.fingerprint
     assert [i.sample_id for i in from_official.items] == [i.sample_id for i in from_release.items]
     for a, b in zip(from_release.items, from_official.items, strict=True):
-        assert dataclasses.replace(a.episode, meta={}, official=None) == dataclasses.replace(b.episode, official=None)
+        a_spec_only = dataclasses.replace(a.episode, meta={"spec": a.episode.meta["spec"]}, official=None)
+        assert a_spec_only == dataclasses.replace(b.episode, official=None)
     results = run_mcqa(from_official.items, policy_decider(get_policy("oracle")), batch_size=8)
     assert len(results) == len(from_official.items) and all(r["correct"] for r in results)
     flat = data.load(official / "test", "QuickDraw")  # the folder holding the JSONL directly

@@ -38,7 +38,6 @@ from pb_build.eval.importers import IMPORTERS, ImportFailure, import_record
 from pb_build.eval.policies import get_policy
 from pb_build.eval.runner import policy_decider, run_mcqa
 from pb_build.eval.sources import alias
-from pb_build.official import reachable_paths
 from pb_build.replay import oracle, play
 from pb_build.strings import is_abstain
 
@@ -103,7 +102,7 @@ def test_round_trip_equals_the_native_episode(release: Release):
     for sid, native in release.native.items():
         ep = release.imported[sid]
         assert _bare(ep) == _bare(native), f"{release.source} id {sid}"
-        assert ep.meta == {}
+        assert ep.meta == {"spec": native.meta["spec"]}  # the source spec, nothing of the provenance
         assert ep.official is not None and native.official is not None
         assert ep.official.name == native.official.name == release.name
         assert ep.official.record == native.official.record == {k: v for k, v in release.records[sid].items()
@@ -112,7 +111,8 @@ def test_round_trip_equals_the_native_episode(release: Release):
         for f in ep.official.files:
             assert f.data == (release.test_dir / f.path).read_bytes(), f.path
         # every file the official environment can open is a file of the export
-        assert {f.path for f in ep.official.files} == set(reachable_paths(release.name, release.records[sid]))
+        reachable = REGISTRY.by_official_name(release.name).reachable_paths(release.records[sid])
+        assert {f.path for f in ep.official.files} == set(reachable)
 
 
 def test_round_trip_keys_come_from_the_paths(release: Release):

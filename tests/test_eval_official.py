@@ -165,7 +165,8 @@ def _run_ours(episodes: dict[int, Episode], jobs: list[dict[str, Any]]) -> list[
     ours: list[dict[str, Any] | None] = [None] * len(jobs)
     for reference in (False, True):
         idx = [i for i, j in enumerate(jobs) if bool(j.get("reference")) == reference]
-        items = [Item(i, replace(episodes[jobs[i]["id"]], meta={"_job": i})) for i in idx]
+        items = [Item(i, replace(ep, meta={**ep.meta, "_job": i}))
+                 for i in idx for ep in (episodes[jobs[i]["id"]],)]
         for rec in run_mcqa(items, _scripted(jobs), batch_size=7, reference=reference):
             ours[rec["id"]] = rec
     assert all(o is not None for o in ours)

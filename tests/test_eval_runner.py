@@ -119,9 +119,11 @@ def test_question_variants(items):
     assert prompts.question(ep) == f"{ep.pre_prompt} {ep.prompt}"
     assert prompts.question(ep, hint=True) == f"{ep.pre_prompt} {ep.prompt} {ep.hint}"
     assert prompts.question(items[0].episode, reference=True) == items[0].episode.prompt
-    rod = dataclasses.replace(items[0].episode, official=dataclasses.replace(items[0].episode.official,
-                                                                             name="Realistic-Occlusion-Dataset"))
-    assert prompts.question(rod, reference=True) == "What type of object is in the image?"
+    # the reference question is data the source put on the episode (ROD's differs from its prompt)
+    first = items[0].episode
+    asked = first.with_spec(dataclasses.replace(first.spec, reference_prompt="What type of object is in the image?"))
+    assert prompts.question(asked, reference=True) == "What type of object is in the image?"
+    assert prompts.question(asked, reference=False) == first.prompt
     assert prompts.oeg_prompt(ep, hint=True).endswith(f"{ep.prompt} {prompts.OEG_HINT}")
 
 
@@ -129,7 +131,7 @@ def test_oeg_valid_answers(items):
     ep = items[0].episode
     assert oeg.valid_answers(ep) == f"Add more details to the drawing, {ep.answer}"
     assert oeg.threshold(ep) == 1
-    nameless = dataclasses.replace(ep, official=None)
+    nameless = dataclasses.replace(ep, meta={})  # no source spec: nothing says what the valid answers are
     with pytest.raises(PbBuildError, match="no open-ended answers"):
         oeg.valid_answers(nameless)
     recs = run_oeg([items[0], Item(99, nameless)], lambda qs: ["Add details." for _ in qs], batch_size=4)

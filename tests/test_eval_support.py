@@ -1,8 +1,8 @@
 """Shared helpers of the evaluator tests (``tests/test_eval_*.py``): releases of every source, eval-extra checks.
 
 ``build_source_release`` builds a small release of any of the seven sources: QuickDraw from its bundled sample,
-the others from the fake raw trees their own test modules generate (ChangeIt needs ``../shared/fixtures`` and
-skips without it).
+the others from the raw trees their own test modules generate (ChangeIt's from the real annotation samples in
+``tests/data``).
 """
 
 from __future__ import annotations
@@ -14,6 +14,10 @@ from typing import Any
 
 import pytest
 
+try:
+    from conftest import EVAL_HINT
+except ImportError:  # tests/ imported as a package
+    from tests.conftest import EVAL_HINT
 from pb_build.build import SourceJob, build_release
 from pb_build.builders import REGISTRY
 from pb_build.episode import Episode
@@ -31,47 +35,52 @@ def build_sample_release(out: Path, source: str = "quickdraw", **config: Any) ->
     return out
 
 
-def _build(builder_name: str, raw: Path, out: Path, **config: Any) -> Path:
+def _job(builder_name: str, raw: Path, **config: Any) -> SourceJob:
     builder = REGISTRY[builder_name]
-    build_release(out, [SourceJob(builder, builder.Config(**config), raw)], workers=1, progress=False)
-    return out
+    return SourceJob(builder, builder.Config(**config), raw)
 
 
-def build_source_release(base: Path, source: str) -> Path:
-    """A small release of ``source`` under ``base`` (skips when its raw inputs are not available)."""
-    out = base / "release"
+def source_job(base: Path, source: str) -> SourceJob:
+    """The build job of a small release of ``source``, its raw inputs made under ``base`` (skips when they are
+    not available)."""
     if source == "quickdraw":
-        return build_sample_release(out)
+        builder = REGISTRY[source]
+        return SourceJob(builder, builder.Config(), builder.sample_dir(), True)
     if source == "rod":
         from test_rod import make_tree
 
-        return _build(source, make_tree(base / "raw"), out)
+        return _job(source, make_tree(base / "raw"))
     if source == "vsod":
         from test_vsod import make_tree
 
         raw, labels = make_tree(base)
-        return _build(source, raw, out, labels=str(labels))
+        return _job(source, raw, labels=str(labels))
     if source == "mvp-n":
         from test_mvp_n import make_tree, write_names
 
-        return _build(source, make_tree(base / "raw"), out, names=str(write_names(base / "names.csv")), max_views=6)
+        return _job(source, make_tree(base / "raw"), names=str(write_names(base / "names.csv")), max_views=6)
     if source == "imagenet-c":
         from test_imagenet_c import make_tree
 
-        return _build(source, make_tree(base / "raw"), out, per_class=3)
+        return _job(source, make_tree(base / "raw"), per_class=3)
     if source == "changeit":
-        from changeit_raw import FIXTURES, make_raw
+        from changeit_raw import make_raw
 
-        if not FIXTURES.is_dir():
-            pytest.skip(f"real ChangeIt annotation samples not found at {FIXTURES} (../shared/fixtures)")
-        return _build(source, make_raw(base / "raw"), out)
+        return _job(source, make_raw(base / "raw"))
     if source == "coco":
         from coco_raw import varied_tree
 
         tree = varied_tree(base / "raw", 12)
         tree.write()
-        return _build(source, tree.root, out)
+        return _job(source, tree.root)
     raise ValueError(f"no test release recipe for {source!r}")
+
+
+def build_source_release(base: Path, source: str) -> Path:
+    """A small release of ``source`` under ``base`` (skips when its raw inputs are not available)."""
+    out = base / "release"
+    build_release(out, [source_job(base, source)], workers=1, progress=False)
+    return out
 
 
 def release_entry(release: Path, source: str) -> dict[str, Any]:
@@ -95,7 +104,7 @@ def eval_extra_missing() -> str | None:
     """Why the eval extra cannot be used (None when torch and transformers import)."""
     for name in ("torch", "transformers"):
         if importlib.util.find_spec(name) is None:
-            return f"{name} is not installed (pip install -e '.[eval]')"
+            return f"{name} is not installed: {EVAL_HINT}"
     return None
 
 

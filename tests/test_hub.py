@@ -138,9 +138,55 @@ def test_dry_run_writes_nothing(hub: HubServer, small_raw: Path, tmp_path: Path)
     result = CliRunner().invoke(main, ["push", str(rel), "--repo", REPO, "--version", "1.0.0", "--dry-run"])
     assert result.exit_code == 0, result.output
     assert "would create dataset repo" in result.output and "would tag the commit v1.0.0" in result.output
-    assert "  + quickdraw/test-00000-of-00001.parquet" in result.output
+    # counts and bytes per folder, not one line per file
+    frames = [p for p in read_sums(rel) if p.startswith("test/QuickDraw/")]
+    assert len(frames) > 5
+    assert f"  + test/QuickDraw/{' ' * 17} {len(frames):6d} file(s)" in result.output
+    assert "0000.png" not in result.output and len(result.output.splitlines()) < 10
+    verbose = CliRunner().invoke(main, ["push", str(rel), "--repo", REPO, "--version", "1.0.0", "--dry-run",
+                                        "--verbose"])
+    assert "  + quickdraw/test-00000-of-00001.parquet" in verbose.output
+    assert sum(line.startswith("  + test/QuickDraw/") for line in verbose.output.splitlines()) == len(frames)
     assert REPO not in hub.state.repos
     assert not any(m != "GET" for m, _ in hub.state.requests)
+
+
+def test_dry_run_json_summarises_per_folder(hub: HubServer, small_raw: Path, tmp_path: Path) -> None:
+    rel = build(small_raw, tmp_path / "rel", per_class=2)
+    result = CliRunner().invoke(main, ["push", str(rel), "--repo", REPO, "--version", "v1.0.0", "--dry-run",
+                                       "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    sums = read_sums(rel)
+    folders = summary["upload"]["folders"]
+    assert summary["tag"] == "v1.0.0" and summary["version"] == "1.0.0" and summary["create_repo"] is True
+    assert summary["dry_run"] is True and summary["commit"] is None
+    assert folders["test/QuickDraw/"]["files"] == sum(p.startswith("test/QuickDraw/") for p in sums)
+    # every file of SHA256SUMS, plus SHA256SUMS itself and the CHANGELOG.md a push adds
+    assert summary["upload"]["files"] == sum(f["files"] for f in folders.values()) == len(sums) + 2
+    assert summary["upload"]["bytes"] == sum(f["bytes"] for f in folders.values()) > 0
+    assert REPO not in hub.state.repos
+
+
+def test_push_shows_one_overall_bar_and_quiet_shows_none(hub: HubServer, small_raw: Path, tmp_path: Path) -> None:
+    rel = build(small_raw, tmp_path / "rel", per_class=2)
+    result = CliRunner().invoke(main, ["push", str(rel), "--repo", REPO, "--version", "v1.0.0"])
+    assert result.exit_code == 0, result.output
+    bars = {line.split(":")[0] for line in result.stderr.replace("\r", "\n").splitlines() if "%" in line}
+    assert bars == {f"push {REPO}"}, result.stderr
+    assert "100%" in result.stderr
+    assert hub.state.repos[REPO].tags.keys() == {"v1.0.0"}  # vX.Y.Z accepted and normalised
+    assert 'load_dataset("tester/pb-demo", "quickdraw", revision="v1.0.0")' in result.stdout
+    rel2 = build(small_raw, tmp_path / "rel2", per_class=3)
+    quiet = CliRunner().invoke(main, ["push", str(rel2), "--repo", REPO, "--version", "1.1.0", "--quiet", "--json"])
+    assert quiet.exit_code == 0, quiet.output
+    assert "%" not in quiet.stderr
+    summary = json.loads(quiet.stdout)
+    assert summary["commit"] == hub.state.repos[REPO].tags["v1.1.0"] and summary["verified"] > 0
+    pulled = CliRunner().invoke(main, ["pull", "--repo", REPO, "--version", "v1.1.0", "--out",
+                                       str(tmp_path / "pulled"), "--quiet"])
+    assert pulled.exit_code == 0, pulled.output
+    assert "%" not in pulled.stderr and f"pulled {REPO} v1.1.0 to" in pulled.stdout
 
 
 def test_repo_grows_source_by_source_and_stale_shards_are_deleted(hub: HubServer, small_raw: Path,
@@ -163,13 +209,13 @@ def test_repo_grows_source_by_source_and_stale_shards_are_deleted(hub: HubServer
 
 def test_user_errors_are_one_line(hub: HubServer, small_raw: Path, tmp_path: Path) -> None:
     rel = build(small_raw, tmp_path / "rel", per_class=2)
-    for args, fragment in [
-        (["push", str(rel), "--repo", "no-namespace", "--version", "1.0.0"], "expected NAMESPACE/NAME"),
-        (["push", str(rel), "--repo", REPO, "--version", "1.0"], "expected MAJOR.MINOR.PATCH"),
-        (["pull", "--repo", "tester/missing", "--version", "1.0.0", "--out", str(tmp_path / "p")], "not found"),
+    for args, fragment, code in [  # a bad value is a usage error (2), a failure is 1
+        (["push", str(rel), "--repo", "no-namespace", "--version", "1.0.0"], "expected NAMESPACE/NAME", 2),
+        (["push", str(rel), "--repo", REPO, "--version", "1.0"], "expected MAJOR.MINOR.PATCH", 2),
+        (["pull", "--repo", "tester/missing", "--version", "1.0.0", "--out", str(tmp_path / "p")], "not found", 1),
     ]:
         result = CliRunner().invoke(main, args)
-        assert result.exit_code == 1 and fragment in result.output and "Traceback" not in result.output
+        assert result.exit_code == code and fragment in result.output and "Traceback" not in result.output
 
 def test_no_network_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with socket.socket() as sock:  # a port that was free a moment ago: nothing listens there

@@ -3,7 +3,7 @@ official environment against our replay, determinism, and bad input.
 
 Raw inputs are synthesised in the exact original layouts (ImageNet pictures cannot be redistributed): the
 published tree ``<corruption>/<severity>/<wnid>/ILSVRC2012_val_XXXXXXXX.JPEG`` and clean ``<wnid>/<file>``
-folders. The real class list in ``../shared/fixtures/imagenet_c`` is used where present.
+folders. The real class list is in ``tests/data/imagenet_c``.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from PIL import Image
 
 from pb_build.build import SourceJob, build_release
 from pb_build.builders import imagenet_c as inc
+from pb_build.builders.imagenet_c_official import OFFICIAL
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.matching import normalise_text
-from pb_build.official import ACTION_KEYS, ACTION_SPACE
+from pb_build.official import ACTION_KEYS
 from pb_build.raw import imagenet_c as raw
 from pb_build.raw.imagenet_classes import SYNSETS
 from pb_build.strings import category_string, is_abstain
@@ -36,14 +37,13 @@ from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 
 try:
+    from conftest import IMAGECORRUPTIONS_PROBLEM
     from official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 except ImportError:  # tests/ imported as a package
+    from tests.conftest import IMAGECORRUPTIONS_PROBLEM
     from tests.official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO.parent / "shared" / "fixtures" / "imagenet_c"
-requires_fixtures = pytest.mark.skipif(
-    not FIXTURES.is_dir(), reason=f"real ImageNet class list not found at {FIXTURES} (only in the project checkout)")
+FIXTURES = Path(__file__).resolve().parent / "data" / "imagenet_c"
 NAME = "ImageNet-C"
 JSONL = f"{NAME}_preprocessed.jsonl"
 
@@ -53,7 +53,7 @@ try:
 except PbBuildError as exc:
     ENGINE_PROBLEM = str(exc)
 requires_engine = pytest.mark.skipif(ENGINE_PROBLEM is not None, reason=f"corruption engine unavailable: "
-                                     f"{ENGINE_PROBLEM}")
+                                     f"{IMAGECORRUPTIONS_PROBLEM or ENGINE_PROBLEM}")
 
 TENCH, CRANE_BIRD, CRANE_MACHINE = "n01440764", "n02012849", "n03126707"
 MAILLOT, TANK_SUIT, GOLDFISH = "n03710637", "n03710721", "n01443537"
@@ -138,7 +138,6 @@ def corruption_of(rec: dict) -> str:
 # ------------------------------------------------------------------------------------------------ class table
 
 
-@requires_fixtures
 def test_class_table_matches_the_timm_lists() -> None:
     lines = [tuple(line.rstrip("\n").split("\t")) for line in
              (FIXTURES / "imagenet1k_synset_to_lemma.txt").read_text(encoding="utf-8").splitlines()]
@@ -169,7 +168,7 @@ def test_class_names_are_official_style_and_unique() -> None:
 
 
 def test_option_tables() -> None:
-    keys = [k for k, a in ACTION_KEYS.items() if a in ACTION_SPACE[NAME]]
+    keys = [k for k, a in ACTION_KEYS.items() if a in OFFICIAL.actions]
     assert sorted(inc.QUALITY_OPTIONS) == sorted(keys)
     for key, option in inc.QUALITY_OPTIONS.items():
         assert [k for k in keys if k in option.lower()] == [key], option
@@ -299,7 +298,7 @@ def tree_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
 @pytest.fixture(scope="module")
 def clean_release(tmp_path_factory: pytest.TempPathFactory) -> Release:
     if ENGINE_PROBLEM:
-        pytest.skip(f"corruption engine unavailable: {ENGINE_PROBLEM}")
+        pytest.skip(f"corruption engine unavailable: {IMAGECORRUPTIONS_PROBLEM or ENGINE_PROBLEM}")
     base = tmp_path_factory.mktemp("inc-clean")
     return _release(base / "release", make_clean(base / "raw"), inc.Config(per_class=2, image_size=48), "clean")
 
@@ -555,8 +554,6 @@ def test_classes_and_corruptions_options(tmp_path: Path) -> None:
         inc.plan(tree, inc.Config(corruptions="snow,fog"), None)
     with pytest.raises(PbBuildError, match=f"no class folder for wnid.*{MAILLOT}"):
         inc.plan(tree, inc.Config(classes=MAILLOT), None)
-    with pytest.raises(BadRecord, match="tree/fog: 'fog' is not a WordNet id folder"):
-        inc.plan(tree, inc.Config(layout="clean"), None)
     only_fog = make_tree(tmp_path / "fog", corruptions=("fog",), wnids=(TENCH,), per_class=1)
     with pytest.raises(PbBuildError, match="no folder for any of the 16 'benchmark' corruptions"):
         inc.plan(only_fog, inc.Config(), None)
@@ -565,6 +562,13 @@ def test_classes_and_corruptions_options(tmp_path: Path) -> None:
         inc.plan(tmp_path / "empty", inc.Config(), None)
     with pytest.raises(PbBuildError, match="does not exist"):
         inc.plan(tmp_path / "nope", inc.Config(), None)
+
+
+@requires_engine  # a clean layout regenerates corruptions, so the engine is checked before the folders
+def test_clean_layout_on_a_corrupted_tree_names_the_folder(tmp_path: Path) -> None:
+    tree = make_tree(tmp_path / "tree", corruptions=("fog",), wnids=(TENCH,), per_class=1)
+    with pytest.raises(BadRecord, match="tree/fog: 'fog' is not a WordNet id folder"):
+        inc.plan(tree, inc.Config(layout="clean"), None)
 
 
 @pytest.mark.parametrize(("kwargs", "flag"), [

@@ -22,10 +22,10 @@ from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.matching import normalise_text
-from pb_build.official import ACTION_KEYS, check_record, reachable_paths
+from pb_build.official import ACTION_KEYS
 from pb_build.raw import mvp_n as raw
 from pb_build.replay import POLICIES, play
-from pb_build.strings import is_abstain
+from pb_build.strings import category_string, is_abstain
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
 
@@ -34,12 +34,19 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.official import replay_job, requires_official, run_official_report, standard_jobs
 
+def mvp_n_source():
+    from pb_build.builders import get_source
+
+    return get_source("mvp-n")
+
+
 NAME = "MVP-N"
 
 
 # ---------------------------------------------------------------------------------------------------- raw trees
 
-# (class, set) -> view file stems, in the original <view>_<flag> naming.
+# (class, set) -> view stems <NNNN>_<flag>, written in the real naming <split>_<class>_<NNNN>_<flag>.png
+# (see real_name); non-numeric tokens keep the short <view>_<flag>.png form the reader also accepts.
 TREE: dict[tuple[str, str], list[str]] = {
     ("0000", "0001"): ["0003_0", "0001_0", "0005_0", "0002_1"],  # the spec's example set
     ("0000", "0002"): ["0010_0", "0011_1", "0012_1"],  # two informative views: one is used
@@ -66,13 +73,19 @@ def write_png(path: Path, seed: int, size: tuple[int, int] = (24, 32)) -> bytes:
 
 def make_tree(root: Path, tree: dict[tuple[str, str], list[str]] = TREE, split: str = "test",
               size: tuple[int, int] = (24, 32)) -> Path:
-    """``root/data/<split>/<class>/<set>/<stem>.png`` for every entry of ``tree``; returns ``root``."""
+    """``root/data/<split>/<class>/<set>/<file>`` for every entry of ``tree``; returns ``root``."""
     seed = 0
     for (class_id, set_name), stems in tree.items():
         for stem in stems:
             seed += 1
-            write_png(root / "data" / split / class_id / set_name / f"{stem}.png", seed, size)
+            write_png(root / "data" / split / class_id / set_name / real_name(split, class_id, stem), seed, size)
     return root
+
+
+def real_name(split: str, class_id: str, stem: str) -> str:
+    """``<split>_<class>_<NNNN>_<flag>.png`` for a numeric ``<NNNN>_<flag>`` stem, else ``<stem>.png``."""
+    token, _, flag = stem.rpartition("_")
+    return f"{split}_{class_id}_{stem}.png" if token.isdigit() and flag in ("0", "1") else f"{stem}.png"
 
 
 def product_name(class_id: str) -> str:
@@ -169,12 +182,27 @@ def test_distractors_are_look_alikes_then_nearest_groups():
 # ------------------------------------------------------------------------------------------------ raw reader
 
 
+def test_reader_accepts_the_real_file_naming(tmp_path: Path):
+    """Real MVP-N files are ``<split>_<class>_<NNNN>_<flag>.png`` (NNNN is not the set folder's number)."""
+    real = {("0000", "0008"): ["test_0000_0004_1", "test_0000_0011_0", "test_0000_0012_0"]}
+    root = make_tree(tmp_path / "r", real)
+    (view_set,) = raw.iter_sets(raw.locate_split(root, "test"))
+    assert [(v.token, v.flag) for v in view_set.views] == [("0004", 1), ("0011", 0), ("0012", 0)]
+    assert raw.view_ids(view_set) == {"0004": 4, "0011": 11, "0012": 12}
+    moved = root / "data" / "test" / "0000" / "0008" / "test_0001_0013_0.png"
+    write_png(moved, 5)
+    with pytest.raises(BadRecord, match=r"test_0001_0013_0\.png: file name says test/0001 but the file lies in "
+                                        r"test/0000/"):
+        list(raw.iter_sets(raw.locate_split(root, "test")))
+
+
 def test_reader_streams_sets_in_sorted_order(tmp_path: Path):
     root = make_tree(tmp_path / "r")
     sets = list(raw.iter_sets(raw.locate_split(root, "test")))
     assert [(s.class_id, s.set_name) for s in sets] == sorted(TREE)
     first = sets[0]
-    assert [v.file_name for v in first.views] == ["0001_0.png", "0002_1.png", "0003_0.png", "0005_0.png"]
+    assert [v.file_name for v in first.views] == ["test_0000_0001_0.png", "test_0000_0002_1.png",
+                                                  "test_0000_0003_0.png", "test_0000_0005_0.png"]
     assert [v.token for v in first.informative] == ["0002"]
     assert raw.view_ids(first) == {"0001": 1, "0002": 2, "0003": 3, "0005": 5}
     by = {(s.class_id, s.set_name): s for s in sets}
@@ -189,12 +217,12 @@ def test_reader_streams_sets_in_sorted_order(tmp_path: Path):
 
 def test_names_file_format(tmp_path: Path):
     path = write_names(tmp_path / "names.csv")
-    names = raw.read_names(path)
+    names = raw.read_names(path, category_string)
     assert len(names) == 44 and names["0012"] == product_name("0012")
     # Short ids, quoted fields, a BOM and no header are accepted.
     alt = tmp_path / "alt.csv"
     alt.write_text("\ufeff" + "\n".join(f'{int(c)},"{product_name(c)}"' for c in raw.CLASSES), encoding="utf-8")
-    assert raw.read_names(alt) == names
+    assert raw.read_names(alt, category_string) == names
 
 
 @pytest.mark.parametrize(("extra", "match"), [
@@ -209,7 +237,7 @@ def test_names_file_errors_name_the_file_and_line(tmp_path: Path, extra: str, ma
     skip = ("0005",) if extra.startswith("0005") else ()
     path = write_names(tmp_path / "names.csv", skip=skip, extra=extra)
     with pytest.raises(BadRecord, match=match):
-        raw.read_names(path)
+        raw.read_names(path, category_string)
 
 
 def test_names_must_be_distinct_categories(tmp_path: Path):
@@ -217,7 +245,7 @@ def test_names_must_be_distinct_categories(tmp_path: Path):
     path.write_text("\n".join(f"{c},{product_name(c) if c != '0007' else product_name('0006').upper()}"
                               for c in raw.CLASSES) + "\n", encoding="utf-8")
     with pytest.raises(BadRecord, match=r"names\.csv:8: class 0007: .* same category string as class 0006"):
-        raw.read_names(path)
+        raw.read_names(path, category_string)
 
 
 # ------------------------------------------------------------------------------------------------ one release
@@ -263,6 +291,9 @@ def test_release_verifies_and_loads(release: Release):
 
     assert notes["names_sha256"] == hashlib.sha256(names_bytes).hexdigest() and notes["names_file"] == "names.csv"
     assert notes["excluded_no_uninformative_view"] == ["mvp-n/test/0010/0008"]
+    assert entry["ineligible"] == {"no uninformative view": 1}
+    assert entry["ineligible_items"] == [{"key": "mvp-n/test/0010/0008", "reason": "no uninformative view",
+                                          "detail": "no <view>_0.png file"}]
     assert notes["sets_found"] == len(TREE)
     assert entry["counts"] == {"samples": N_BUILT, "frames": sum(len(e.frames) for e in release.episodes.values()),
                                "official_files": sum(r["num_images"] for r in release.records.values()),
@@ -277,7 +308,7 @@ def test_records_follow_the_official_contract(release: Release):
     assert [release.by_set.get(k) for k in sorted(TREE)] == [0, 1, 2, 3, None, 4, 5, 6]
     for sid, rec in release.records.items():
         ep = release.episodes[sid]
-        assert check_record(NAME, rec) == []
+        assert mvp_n_source().check_record(rec) == []
         n, ids = rec["num_images"], rec["valid_images"]
         assert n == len(ids) == len(ep.frames) == len(ep.states) == ep.max_steps >= 2
         assert rec["first_image"] == ids[0] and rec["reference_image"] == ids[-1]
@@ -294,13 +325,13 @@ def test_records_follow_the_official_contract(release: Release):
         # Exactly the files the official environment can open, holding the frames in visiting order.
         for k, rel in enumerate(frame_paths(rec)):
             assert (release.root / "test" / rel).read_bytes() == ep.frames[k]
-        assert sorted(set(frame_paths(rec))) == reachable_paths(NAME, rec)
+        assert sorted(set(frame_paths(rec))) == mvp_n_source().reachable_paths(rec)
         # Distractors: look-alike products (the rule itself is tested on its own), named from the names file.
         wrong = [c for c in rec["categories"] if c != rec["answer"]]
         assert sorted(wrong) == sorted(product_name(c).capitalize() + "." for c in ep.meta["distractor_classes"])
     exported = sorted(p.relative_to(release.root / "test").as_posix()
                       for p in (release.root / "test" / "MVP-N").rglob("*") if p.is_file())
-    expected = sorted({p for rec in release.records.values() for p in reachable_paths(NAME, rec)})
+    expected = sorted({p for rec in release.records.values() for p in mvp_n_source().reachable_paths(rec)})
     assert exported == expected
 
 
@@ -314,7 +345,7 @@ def test_view_rules(release: Release):
     # Two informative views: one is shown last, the other is not used at all.
     two = rec(("0000", "0002"))
     assert two["num_images"] == 2 and two["valid_images"][0] == 10 and two["valid_images"][1] in (11, 12)
-    assert ep(("0000", "0002")).meta["informative_views"] == ["0011_1.png", "0012_1.png"]
+    assert ep(("0000", "0002")).meta["informative_views"] == ["test_0000_0011_1.png", "test_0000_0012_1.png"]
     # Non-numeric tokens are renumbered in sorted file order: front_view=0 (informative), left=1, right=2.
     named = rec(("0001", "0001"))
     assert named["valid_images"][-1] == 0 and sorted(named["valid_images"][:2]) == [1, 2]
@@ -438,13 +469,6 @@ def test_same_seed_same_bytes_other_seed_differs(raw_tree, tmp_path: Path):
     assert records(a) != records(c)
 
 
-def test_one_and_two_workers_give_the_same_bytes(raw_tree, tmp_path: Path):
-    root, names = raw_tree
-    one = build(root, tmp_path / "one", workers=1, names=str(names))
-    two = build(root, tmp_path / "two", workers=2, names=str(names))
-    assert (one / "SHA256SUMS").read_bytes() == (two / "SHA256SUMS").read_bytes()
-
-
 def test_per_class_classes_and_image_size(tmp_path: Path):
     tree = {("0012", f"{s:04d}"): [f"{v:04d}_{int(v == 3)}" for v in range(4)] for s in range(6)}
     tree[("0013", "0000")] = ["0000_0", "0001_1"]
@@ -520,15 +544,49 @@ def _leaves_nothing(tmp_path: Path, out: Path) -> None:
     assert not any(p.name.startswith(f".{out.name}") for p in tmp_path.iterdir())
 
 
+def test_ineligible_sets_are_excluded_and_counted_or_errors_with_strict(tmp_path: Path):
+    root = make_tree(tmp_path / "raw")
+    names = write_names(tmp_path / "names.csv")
+    s = root / "data" / "test"
+    # valid, but no informative view:
+    (s / "0041" / "0001" / "test_0041_0002_1.png").rename(s / "0041" / "0001" / "test_0041_0002_0.png")
+    job = SourceJob(mvp_n, mvp_n.Config(names=str(names)), root)
+    [report] = build_release(tmp_path / "rel", [job], progress=False)
+    assert report.samples == N_BUILT - 1 and report.skipped == []
+    assert report.ineligible_by_reason() == {"no informative view": 1, "no uninformative view": 1}
+    entry = read_manifest(tmp_path / "rel")["sources"][0]
+    assert entry["ineligible"] == {"no informative view": 1, "no uninformative view": 1}
+    assert {i["key"] for i in entry["ineligible_items"]} == {"mvp-n/test/0041/0001", "mvp-n/test/0010/0008"}
+    assert verify_release(tmp_path / "rel").problems == []
+    with pytest.raises(PbBuildError, match=r"mvp-n: mvp-n/test/0010/0008: no uninformative view .*--strict"):
+        build_release(tmp_path / "strict", [job], progress=False, strict=True)
+    _leaves_nothing(tmp_path, tmp_path / "strict")
+
+
+def test_the_build_summary_counts_ineligible_sets_and_strict_is_one_error_line(raw_tree, tmp_path: Path):
+    from click.testing import CliRunner
+
+    from pb_build.cli import main
+
+    root, names = raw_tree
+    args = ["mvp-n", "--raw", str(root), "--names", str(names), "--quiet", "--workers", "1"]
+    run = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "rel")])
+    assert run.exit_code == 0, run.output
+    assert "excluded 1 ineligible item(s) by the source's rules; by reason: 1 x no uninformative view" in run.output
+    assert f"{N_BUILT} samples" in run.output and "1 excluded" in run.output
+    strict = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "strict"), "--strict"])
+    assert strict.exit_code == 1 and strict.output.count("\n") == 1
+    assert strict.output.startswith("error: mvp-n: mvp-n/test/0010/0008: no uninformative view")
+    _leaves_nothing(tmp_path, tmp_path / "strict")
+
+
 @pytest.mark.parametrize(("mutate", "where", "cause"), [
-    (lambda s: (s / "0041" / "0001" / "0002_1.png").rename(s / "0041" / "0001" / "0002_0.png"),
-     "data/test/0041/0001", "set has no informative view"),
-    (lambda s: (s / "0041" / "0001" / "0002_1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
-     "data/test/0041/0001/0002_1.png", "image does not decode"),
+    (lambda s: (s / "0041" / "0001" / "test_0041_0002_1.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken"),
+     "data/test/0041/0001/test_0041_0002_1.png", "image does not decode"),
     (lambda s: write_png(s / "0041" / "0001" / "0004_2.png", 99),
-     "data/test/0041/0001/0004_2.png", "file name is not <view>_<flag>.png"),
-    (lambda s: write_png(s / "0041" / "0001" / "0001_1.png", 99),
-     "data/test/0041/0001", "view '0001' appears twice (0001_0.png, 0001_1.png)"),
+     "data/test/0041/0001/0004_2.png", "file name is not <split>_<class>_<NNNN>_<flag>.png or <view>_<flag>.png"),
+    (lambda s: write_png(s / "0041" / "0001" / "test_0041_0001_1.png", 99),
+     "data/test/0041/0001", "view '0001' appears twice (test_0041_0001_0.png, test_0041_0001_1.png)"),
     (lambda s: write_png(s / "0050" / "0001" / "0001_1.png", 99),
      "data/test/0050", "unknown class folder '0050'"),
 ])

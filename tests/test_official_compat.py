@@ -2,7 +2,7 @@
 environment and our generic replay (``pb_build.replay.Replay``) give the same outcome turn by turn.
 
 Two releases are built: from the bundled synthetic sample and from the real QuickDraw fixture files at
-``../shared/fixtures/quickdraw/simplified`` (skipped when absent). For every exported record a batch of policies
+``tests/data/quickdraw/simplified``. For every exported record a batch of policies
 is played in the official environment (one subprocess per release, see ``tests/official_driver.py``) and in our
 replay of the episode read back from the native parquet shards; turns, correctness, visited frames, shown
 options and the per-turn action/category verdicts must agree.
@@ -27,8 +27,7 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.official import Outcome, describe, of_policy, play_both, requires_official, standard_jobs
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / ".." / "shared" / "fixtures" / "quickdraw" / "simplified"
+FIXTURES = Path(__file__).resolve().parent / "data" / "quickdraw" / "simplified"
 NAME = "QuickDraw"
 GENERIC_LETTERS = ["A", "b.", "C. Some text.", "Banana", "nonsense"]
 
@@ -71,8 +70,6 @@ def release(request, tmp_path_factory) -> Release:
     out = tmp_path_factory.mktemp(f"qd-{request.param}") / "release"
     if request.param == "sample":
         return _build(out, quickdraw.sample_dir(), quickdraw.Config(), sample=True)
-    if not FIXTURES.is_dir():
-        pytest.skip(f"real QuickDraw fixtures not found at {FIXTURES} (../shared/fixtures from the repo root)")
     return _build(out, FIXTURES, quickdraw.Config(per_class=10, pool=25), sample=False)
 
 

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from pb_build.official import check_record, reachable_paths
+from pb_build.builders import REGISTRY
+
+
+def check_record(official_name: str, record: dict) -> list[str]:
+    source = REGISTRY.by_official_name(official_name)
+    return source.check_record(record) if source else [f"unknown official source name {official_name!r}"]
+
+
+def reachable_paths(official_name: str, record: dict) -> list[str]:
+    return REGISTRY.by_official_name(official_name).reachable_paths(record)
 
 MVPN = {"id": 5, "image_template": "MVP-N/test/0012/0034/{image}_{informative}.png", "first_image": 3,
         "num_images": 4, "valid_images": [3, 1, 5, 2], "reference_image": 2,

@@ -6,21 +6,19 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import QD_FIXTURES, drawing_record, requires_shared, square_strokes, write_ndjson
+from conftest import QD_FIXTURES, drawing_record, square_strokes, write_ndjson
 
 from pb_build.errors import BadRecord
 from pb_build.raw.quickdraw import pack_binary, read_drawings
 from pb_build.raw.quickdraw_categories import CATEGORIES
 
 
-@requires_shared
 def test_category_list_matches_the_official_file() -> None:
     official = [line.rstrip("\n") for line in (QD_FIXTURES / "categories.txt").open() if line.strip()]
     assert list(CATEGORIES) == official
     assert len(CATEGORIES) == 345
 
 
-@requires_shared
 def test_simplified_reader_streams_every_real_drawing() -> None:
     path = QD_FIXTURES / "simplified" / "apple.ndjson"
     drawings = list(read_drawings(path))
@@ -34,7 +32,6 @@ def test_simplified_reader_streams_every_real_drawing() -> None:
     assert drawings[1].strokes == tuple((tuple(s[0]), tuple(s[1])) for s in line1["drawing"])
 
 
-@requires_shared
 def test_raw_reader_normalises_like_the_simplified_file() -> None:
     raw = list(read_drawings(QD_FIXTURES / "raw" / "cat.first3.ndjson", "raw"))
     simplified = list(read_drawings(QD_FIXTURES / "simplified" / "cat.ndjson"))[:3]
@@ -49,7 +46,6 @@ def test_raw_reader_normalises_like_the_simplified_file() -> None:
         assert abs(r.strokes[0][1][0] - s.strokes[0][1][0]) < 12
 
 
-@requires_shared
 def test_binary_reader_round_trips_packed_real_drawings(tmp_path: Path) -> None:
     simplified = list(read_drawings(QD_FIXTURES / "simplified" / "The Eiffel Tower.ndjson"))
     path = tmp_path / "The Eiffel Tower.bin"

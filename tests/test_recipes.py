@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import QD_FIXTURES, requires_shared
+from conftest import QD_FIXTURES
 from datasets import load_dataset
 
 from pb_build.cli import main
@@ -28,7 +28,6 @@ def write_recipe(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@requires_shared
 def test_recipe_over_real_fixtures_builds_verifies_loads_and_rebuilds(tmp_path: Path) -> None:
     recipe = write_recipe(tmp_path, f"""
 release: fixture-release
@@ -122,7 +121,6 @@ def test_unknown_recipe_name_lists_bundled_ones(tmp_path: Path) -> None:
     assert code == 1 and "bundled recipes:" in output and "sample" in output
 
 
-@requires_shared
 def test_seven_source_recipe_builds_verifies_loads_and_rebuilds(tmp_path: Path) -> None:
     """One release of all seven sources: real fixture samples where they exist, raw trees in the original layouts
     (made by the source tests' own makers) for the others."""

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import QD_FIXTURES, drawing_record, requires_shared, square_strokes, write_ndjson
+from conftest import QD_FIXTURES, drawing_record, square_strokes, write_ndjson
 from datasets import load_dataset
 
 from pb_build.build import SourceJob, build_release
@@ -32,7 +32,7 @@ def records(release: Path) -> list[dict]:
 def test_release_layout_verify_and_load(small_raw: Path, tmp_path: Path) -> None:
     out = build(small_raw, tmp_path / "rel", per_class=4, pool=6)
     names = sorted(p.relative_to(out).as_posix() for p in out.iterdir())
-    assert names == ["README.md", "SHA256SUMS", "manifest.json", "quickdraw", "test"]
+    assert names == ["README.md", "SHA256SUMS", "manifest.json", "previews", "quickdraw", "test"]
     recs = records(out)
     assert [r["id"] for r in recs] == list(range(8))
     for r in recs:
@@ -88,7 +88,6 @@ def test_a_sample_does_not_depend_on_its_neighbours(small_raw: Path, tmp_path: P
     assert all(old[k] == new[k] for k in shared)
 
 
-@requires_shared
 def test_real_fixture_release_verifies_and_loads(tmp_path: Path) -> None:
     out = build(QD_FIXTURES / "simplified", tmp_path / "rel", per_class=10, pool=25)
     result = verify_release(out)
@@ -181,7 +180,6 @@ def test_verify_reports_tampering(small_raw: Path, tmp_path: Path) -> None:
     assert "listed in SHA256SUMS but missing" in problems
 
 
-@requires_shared
 def test_raw_and_binary_formats_build_verified_releases(tmp_path: Path) -> None:
     from pb_build.raw.quickdraw import pack_binary, read_drawings
 

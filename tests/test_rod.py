@@ -10,26 +10,30 @@ bar at a per-position offset), so frames can be told apart by their bytes.
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import tarfile
 import threading
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import cv2
+import huggingface_hub
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from datasets import load_dataset
+from hub_emulator import Entry, HubHandler, HubServer, Repo
 
 from pb_build.build import SourceJob, build_release
 from pb_build.builders import rod
+from pb_build.cli import main as cli_main
 from pb_build.episode import Episode
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.manifests.manifest import read_dict as read_manifest
+from pb_build.raw import checksums
+from pb_build.raw import download as raw_download
 from pb_build.raw import rod as raw
 from pb_build.replay import Replay, oracle, play
 from pb_build.verify import verify_release
@@ -193,8 +197,9 @@ def test_occluder_table_lookup_order(tmp_path: Path) -> None:
     assert raw.describe(sweep("natural_greenr_bluebl-cup"), table) == ("green rubber ring", "table:greenr")
     assert raw.describe(sweep("natural_redcb_greenr-cup"), table) == ("red cardboard", "built-in")
     assert raw.describe(sweep(BANANA), None) == ("blue blocks", "built-in")
-    with pytest.raises(BadRecord, match=r"natural_greenr_bluebl-cup-s\*: cannot describe occluder token 'greenr'"):
-        raw.describe(sweep("natural_greenr_bluebl-cup"), None)
+    assert raw.describe(sweep("natural_greenr_bluebl-cup"), None) == ("occluder", "neutral")
+    bom = write_table(tmp_path / "bom.tsv", "\ufeffgreenr\tgreen rubber ring\n")
+    assert raw.read_occluder_table(bom).entries == {"greenr": "green rubber ring"}
 
 
 @pytest.mark.parametrize(("text", "line", "cause"), [
@@ -325,9 +330,8 @@ def test_resized_frames(tree: Path, tmp_path: Path) -> None:
 
 def test_occluder_table_in_a_build(tree: Path, tmp_path: Path) -> None:
     make_sweep(tree, "natural_greenr_bluebl-vase", "vase")
-    with pytest.raises(BadRecord, match=r"natural_greenr_bluebl-vase-s\*: cannot describe occluder token 'greenr'"):
-        build(tree, tmp_path / "rel")
-    assert not (tmp_path / "rel").exists()
+    neutral = by_sweep(build(tree, tmp_path / "neutral"))["natural_greenr_bluebl-vase"][1]
+    assert neutral.meta["occluder"] == "occluder" and "Move the occluder to the left." in neutral.options
     table = write_table(tmp_path / "occ.tsv", "greenr\tgreen rubber ring\nbluebl_greenr\tblue and green blocks\n")
     out = build(tree, tmp_path / "rel", occluders=str(table))
     assert verify_release(out).problems == []
@@ -365,18 +369,19 @@ def test_a_sample_does_not_depend_on_its_neighbours(tree: Path, tmp_path: Path) 
     assert all(after[t] == before[t] for t in before)
 
 
-def test_any_number_of_workers_gives_the_same_bytes(tree: Path, tmp_path: Path) -> None:
-    one = build(tree, tmp_path / "one", workers=1)
-    two = build(tree, tmp_path / "two", workers=2)
-    assert (one / "SHA256SUMS").read_bytes() == (two / "SHA256SUMS").read_bytes()
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Bad input: one clear error naming the file and cause, nothing written; or counted skips with skip_bad.
 
 
 def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+
+
+def _forge_size(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    at = data.index(b"\xff\xc0")  # baseline SOF0: length, precision, height, width
+    data[at + 5:at + 9] = (30000).to_bytes(2, "big") * 2
+    path.write_bytes(bytes(data))
 
 
 BAD_CASES = {
@@ -397,6 +402,8 @@ BAD_CASES = {
                                     positions=range(5, 6))], f"cup/{CUP}-s0.jpg", "mixes file types .jpg, .png", 1, 1),
     "garbage image": (lambda r: (r / "cup" / f"{CUP}-s4.jpg").write_bytes(b"\xff\xd8 not a jpeg"),
                       f"cup/{CUP}-s4.jpg", "image does not decode", 1, 1),
+    "forged 30000x30000 header": (lambda r: _forge_size(r / "cup" / f"{CUP}-s7.jpg"), f"cup/{CUP}-s7.jpg",
+                                  "image declares 30000x30000 pixels, over the limit", 1, 1),
     "truncated image": (lambda r: _truncate(r / "banana" / f"{BANANA}-s9.jpg"), f"banana/{BANANA}-s9.jpg",
                         "image does not decode", 1, 1),
     "class folder contradicts name": (lambda r: make_sweep(r, "natural_redbl_x-plate", "vase"),
@@ -431,6 +438,22 @@ def test_bad_input_is_counted_with_skip_bad(tree: Path, tmp_path: Path, case: st
     assert verify_release(out).problems == []
 
 
+def test_symlinks_leaving_raw_need_follow_symlinks(tree: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    frame = tree / "cup" / f"{CUP}-s5.jpg"
+    outside = tmp_path / "elsewhere.jpg"
+    frame.rename(outside)
+    frame.symlink_to(outside)
+    monkeypatch.setenv("PB_BUILD_FOLLOW_SYMLINKS", "0")  # also undoes what --follow-symlinks sets below
+    with pytest.raises(BadRecord, match=r"-s5\.jpg: is a symlink leading outside --raw .*--follow-symlinks"):
+        build(tree, tmp_path / "rel")
+    assert not (tmp_path / "rel").exists()
+    result = CliRunner().invoke(cli_main, ["rod", "--raw", str(tree), "--out", str(tmp_path / "cli"), "--quiet",
+                                           "--follow-symlinks"])
+    assert result.exit_code == 0, result.output
+    assert verify_release(tmp_path / "cli").problems == []
+
+
 def test_empty_raw_folder(tmp_path: Path) -> None:
     (tmp_path / "raw").mkdir()
     with pytest.raises(PbBuildError, match="no ROD images"):
@@ -443,55 +466,119 @@ def test_empty_raw_folder(tmp_path: Path) -> None:
 # Fetching from a local HTTP server (127.0.0.1 only).
 
 
+class FlakyHub(HubHandler):
+    """The Hub emulator, failing the next ``server.flaky`` file downloads with HTTP 503."""
+
+    def h_resolve(self, repo: str, rev: str, path: str) -> None:
+        if self.command == "GET" and self.server.flaky > 0:  # type: ignore[attr-defined]
+            self.server.flaky -= 1  # type: ignore[attr-defined]
+            self._error(503, "try again later")
+            return
+        super().h_resolve(repo, rev, path)
+
+
 @pytest.fixture
-def www(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    root = tmp_path / "www"
-    root.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}", root
-    srv.shutdown()
-    srv.server_close()
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HubServer]:
+    """The Hub emulator on 127.0.0.1 holding an (empty) ROD dataset repo; checksum tables from ``tmp/sums``."""
+    server = HubServer({"hf_test_read"})  # the emulator checks a token on every call
+    server.RequestHandlerClass = FlakyHub
+    server.flaky = 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    c = huggingface_hub.constants
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(c, "HF_HUB_DISABLE_XET", True)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    monkeypatch.setenv("HF_TOKEN", "hf_test_read")
+    monkeypatch.setattr(raw_download, "RETRY_DELAY_S", 0.0)
+    (tmp_path / "sums").mkdir()
+    monkeypatch.setattr(checksums, "TABLES", tmp_path / "sums")
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
-def _tar(path: Path, members: dict[str, bytes]) -> None:
-    with tarfile.open(path, "w:gz") as tar:
+def publish(hub: HubServer, files: dict[str, bytes], sums: Path | None = None) -> None:
+    """Put ``files`` into the emulator's ROD repo (as LFS files) and, with ``sums``, write their checksum table."""
+    state = hub.state
+    repo = state.repos.setdefault(raw.REPO_ID, Repo(private=False))
+    entries = {}
+    for name, data in files.items():
+        oid = hashlib.sha256(data).hexdigest()
+        state.lfs[oid] = data
+        entries[name] = Entry(size=len(data), lfs=oid)
+    repo.branches["main"] = state.new_commit(repo, repo.branches.get("main"), "add", "", entries)
+    if sums is not None:
+        sums.write_text("".join(f"{n}\t{len(d)}\t{hashlib.sha256(d).hexdigest()}\n" for n, d in files.items()))
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
 
 
-def test_fetch_downloads_unpacks_and_builds(www: tuple[str, Path], tmp_path: Path) -> None:
-    url, root = www
-    src = make_tree(tmp_path / "src")
+def _archives(src: Path) -> dict[str, bytes]:
     files = sorted(p for p in src.rglob("*") if p.is_file())
     half = len(files) // 2
-    _tar(root / "rod_0.tar.gz", {f"rod/{p.relative_to(src).as_posix()}": p.read_bytes() for p in files[:half]})
-    _tar(root / "rod_1.tar.gz", {f"rod/{p.relative_to(src).as_posix()}": p.read_bytes() for p in files[half:]})
+    return {"rod_0.tar.gz": _tar({f"rod/{p.relative_to(src).as_posix()}": p.read_bytes() for p in files[:half]}),
+            "rod_1.tar.gz": _tar({f"rod/{p.relative_to(src).as_posix()}": p.read_bytes() for p in files[half:]})}
+
+
+def test_fetch_downloads_from_the_hub_unpacks_and_builds(hub: HubServer, tmp_path: Path) -> None:
+    publish(hub, _archives(make_tree(tmp_path / "src")), tmp_path / "sums" / "rod.tsv")
+    hub.flaky = 2  # type: ignore[attr-defined]  # two 503s: retried with backoff
     cache = tmp_path / "cache"
-    images = raw.fetch(cache, base_url=url, progress=False)
+    images = raw.fetch(cache, progress=False)
+    assert hub.flaky == 0  # type: ignore[attr-defined]
     assert images == cache / "rod" / "images"
     assert sorted(p.name for p in images.iterdir()) == ["rod_0", "rod_1"]
-    assert not list(images.rglob("README.txt")), "only images are unpacked"
+    assert (cache / "rod" / "hub").is_dir(), "downloads live in the huggingface_hub cache layout"
     out = build(images, tmp_path / "rel")
     assert verify_release(out).problems == [] and len(records(out)) == 4
-    # A second fetch reuses the cache (the server is no longer needed).
-    (root / "rod_0.tar.gz").unlink()
-    assert raw.fetch(cache, base_url=url, progress=False) == images
+    hub.shutdown()  # a second fetch reuses the cache (the server is no longer needed)
+    assert raw.fetch(cache, progress=False) == images
 
 
-def test_fetch_rejects_unsafe_archives(www: tuple[str, Path], tmp_path: Path) -> None:
-    url, root = www
-    _tar(root / "rod_0.tar.gz", {"../evil-s1.jpg": b"x"})
-    _tar(root / "rod_1.tar.gz", {})
+def test_fetch_checks_the_checksum_table(hub: HubServer, tmp_path: Path) -> None:
+    archives = _archives(make_tree(tmp_path / "src"))
+    publish(hub, archives, tmp_path / "sums" / "rod.tsv")
+    publish(hub, {"rod_0.tar.gz": archives["rod_1.tar.gz"]})  # the Hub now serves other bytes than recorded
+    with pytest.raises(PbBuildError, match=r"rod_0.tar.gz: .*(bytes, expected|sha256 differs).*delete it"):
+        raw.fetch(tmp_path / "cache", progress=False)
+    assert not (tmp_path / "cache" / "rod" / "images" / "rod_0").exists()
+
+
+def test_fetch_names_the_url_of_a_missing_file(hub: HubServer, tmp_path: Path) -> None:
+    publish(hub, {"rod_0.tar.gz": _tar({})})
+    with pytest.raises(PbBuildError, match=r"/datasets/arielnlee/Realistic-Occlusion-Dataset/resolve/main/"
+                                           r"rod_1\.tar\.gz: HTTP 404"):
+        raw.fetch(tmp_path / "cache", progress=False)
+
+
+def test_fetch_gives_up_after_retries(hub: HubServer, tmp_path: Path) -> None:
+    publish(hub, {"rod_0.tar.gz": _tar({}), "rod_1.tar.gz": _tar({})})
+    hub.flaky = 100  # type: ignore[attr-defined]
+    with pytest.raises(PbBuildError, match=r"rod_0\.tar\.gz: HTTP 503"):
+        raw.fetch(tmp_path / "cache", progress=False)
+    assert hub.flaky == 100 - (raw_download.DEFAULT_RETRIES + 1)  # type: ignore[attr-defined]
+
+
+def test_fetch_rejects_unsafe_archives(hub: HubServer, tmp_path: Path) -> None:
+    publish(hub, {"rod_0.tar.gz": _tar({"../evil-s1.jpg": b"x"}), "rod_1.tar.gz": _tar({})})
     with pytest.raises(PbBuildError, match="unsafe member path"):
-        raw.fetch(tmp_path / "cache", base_url=url, progress=False)
+        raw.fetch(tmp_path / "cache", progress=False)
     assert not (tmp_path / "evil-s1.jpg").exists()
     assert not (tmp_path / "cache" / "rod" / "images" / "rod_0").exists()
+
+
+def test_checksum_tables_parse() -> None:
+    for source in ("rod", "coco"):
+        assert checksums.read_table(source), source
+    assert checksums.read_table("rod")["rod_0.tar.gz"].size == 1_350_865_094
 
 
 # ----------------------------------------------------------------------------------------------------------------

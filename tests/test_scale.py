@@ -9,6 +9,8 @@ import multiprocessing
 import os
 import shutil
 import signal
+import socket
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from click.testing import CliRunner
 from pb_build.build import Sharding, SourceJob, build_release, work_folder
 from pb_build.builders import get_builder
 from pb_build.cli import main
-from pb_build.errors import PbBuildError
+from pb_build.errors import Ineligible, PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests.provenance import read_sums, release_files, sha256_file
 from pb_build.parts import merge
@@ -30,12 +32,10 @@ try:
     import test_mvp_n
     import test_rod
     import test_vsod
-    from changeit_raw import FIXTURES as CHANGEIT_FIXTURES
     from changeit_raw import make_raw as changeit_raw
     from coco_raw import varied_tree
 except ImportError:  # tests/ imported as a package
     from tests import test_imagenet_c, test_mvp_n, test_rod, test_vsod
-    from tests.changeit_raw import FIXTURES as CHANGEIT_FIXTURES
     from tests.changeit_raw import make_raw as changeit_raw
     from tests.coco_raw import varied_tree
 
@@ -73,8 +73,6 @@ def _coco(base: Path) -> list[SourceJob]:
 
 
 def _changeit(base: Path) -> list[SourceJob]:
-    if not CHANGEIT_FIXTURES.is_dir():
-        pytest.skip(f"real ChangeIt annotation samples not found at {CHANGEIT_FIXTURES} (../shared/fixtures)")
     return [SourceJob(get_builder("changeit"), get_builder("changeit").Config(), changeit_raw(base / "cit"))]
 
 
@@ -137,6 +135,37 @@ def test_parts_merged_equal_a_single_build(single, parts: int, tmp_path: Path):
     assert all((f / "part.json").is_file() and not (f / "manifest.json").exists() for f in folders)
     merge(list(reversed(folders)), tmp_path / "merged")  # the order parts are given in does not matter
     assert _sums(tmp_path / "merged") == _sums(reference)
+
+
+def test_ineligible_items_are_counted_and_ids_stay_dense(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    real_build = qd.build
+
+    def some_ineligible(unit, config):
+        if zlib.crc32(unit.key.encode()) % 4 == 0:
+            raise Ineligible(unit.key, "test rule", "excluded by the test")
+        return real_build(unit, config)
+
+    monkeypatch.setattr(qd, "build", some_ineligible)  # workers=1 builds in this process
+    jobs = _quickdraw(tmp_path)
+    rel = _build(tmp_path / "rel", jobs, shard_size=4, workers=1)
+    entry = manifests.read(rel).entry("quickdraw")
+    excluded = entry.ineligible["test rule"]
+    assert 0 < excluded < 40 and len(entry.ineligible_items) == excluded
+    assert entry.counts.samples == len(entry.keys) == 40 - excluded
+    lines = (rel / entry.files.official).read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == list(range(40 - excluded))  # renumbered, no gaps
+    assert verify_release(rel, progress=False).problems == []
+    parts = [_build(tmp_path / f"p{i}", jobs, shard_size=4, workers=1, sharding=Sharding(2, i)) for i in range(2)]
+    merge(parts, tmp_path / "merged")
+    assert _sums(tmp_path / "merged") == _sums(rel)  # the same card, previews, manifest and counts
+    with pytest.raises(PbBuildError, match=f"fewer than --min-samples 40 \\({excluded} excluded\\)"):
+        _build(tmp_path / "few", jobs, shard_size=4, workers=1, min_samples=40)
+    with pytest.raises(PbBuildError, match="fewer than --min-samples 40"):
+        merge(parts, tmp_path / "few-merged", min_samples=40)
+    with pytest.raises(PbBuildError, match="an ineligible item; without --strict"):
+        _build(tmp_path / "strict", jobs, shard_size=4, workers=1, strict=True)
+    assert not (tmp_path / "few").exists() and not (tmp_path / "few-merged").exists()
+    assert not (tmp_path / "strict").exists()
 
 
 # ------------------------------------------------------------------------------------------------ merge checks
@@ -208,7 +237,7 @@ def test_cli_builds_parts_and_merges_them(tmp_path: Path):
         "error: part(s) 1 of 2 are missing (build them with --num-shards 2 --shard-index I)"]
     result = run(main, ["quickdraw", "--sample", "--out", str(tmp_path / "x"), "--num-shards", "2",
                         "--shard-index", "2"])
-    assert result.exit_code == 1 and "--shard-index must be in 0..1" in result.output
+    assert result.exit_code == 2 and "--shard-index must be in 0..1" in result.output
 
 
 # ------------------------------------------------------------------------------------------------------ resume
@@ -242,6 +271,17 @@ def test_interrupted_build_resumes_from_finished_shards(tmp_path: Path, monkeypa
     assert not work_folder(out).exists()
 
 
+def test_shards_of_a_running_build_are_not_shared(tmp_path: Path):
+    out = tmp_path / "rel"
+    work = work_folder(out)
+    work.mkdir()
+    owner = {"pid": os.getppid(), "host": socket.gethostname()}  # a process that still runs
+    work.with_name(work.name + ".owner").write_text(json.dumps(owner))
+    with pytest.raises(PbBuildError, match="another pb-build run is building .*rel"):
+        _build(out, _quickdraw(tmp_path))
+    assert work.is_dir() and not out.exists()
+
+
 def test_no_resume_rebuilds_everything_and_other_inputs_are_not_reused(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch):
     out = tmp_path / "rel"
@@ -272,6 +312,7 @@ def test_no_resume_rebuilds_everything_and_other_inputs_are_not_reused(tmp_path:
 # --------------------------------------------------------------------------------------------------------- Ray
 
 
+@pytest.mark.slow  # starts a Ray instance; needs the optional ray extra
 def test_ray_distributor_gives_the_same_release(tmp_path: Path):
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'pb-build[ray]')")
     local = _build(tmp_path / "local", _quickdraw(tmp_path), shard_size=6, workers=1)

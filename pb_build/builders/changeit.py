@@ -3,14 +3,16 @@
 Raw layout: see :mod:`pb_build.raw.changeit` (a ChangeIt checkout plus the videos in
 ``videos/<category>/<youtube_id>.<ext>`` or ``downloads/<category>/...``, or ``--video-dir``).
 
-Construction (benchmark.md §3-§6, CIT), for every annotated video of every category folder (sorted by category,
-then YouTube id) and every question type of ``--questions`` (object, then action):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.6), for every annotated video of every category folder
+(sorted by category, then YouTube id) and every question type of ``--questions`` (object, then action):
 
 * **Sampled frames.** ``num_images = N = ceil(S * fps)`` frames for an annotation of S rows (seconds), frame j
   shows second ``t = j / fps``, labelled by annotation row ``floor(t)``; at the default 1 fps frame t is row t.
   Frame j is the video frame ``floor(t * avg_fps + 0.5)`` (decord's average frame rate), clamped to the last
-  frame. A video more than 1 s shorter than its annotation, or one that does not open or decode, is a bad record
-  (an error, or skipped and counted with ``--skip-bad``); so is a missing video.
+  frame. A video 1 to 5 s shorter than its annotation is ineligible: its samples are excluded and counted per
+  reason in the manifest (``--strict``: an error). A video more than 5 s shorter (truncated, or not the annotated
+  video), or one that does not open or decode, is a bad record (an error, or skipped and counted with
+  ``--skip-bad``); so is a missing video.
 * **Steps.** ``step_size = ceil(N / frames)`` and ``max_steps = ceil(N / step_size)`` (``--frames``, default 20):
   the reachable frames are ``0, step_size, 2*step_size, ...`` (``max_steps`` of them, at most ``--frames``),
   ``first_image = 0`` and ``step_size < N`` always holds (N >= 2), so no reachable frame is both first and last.
@@ -21,7 +23,8 @@ then YouTube id) and every question type of ``--questions`` (object, then action
 * **Reference frame** (the first reachable frame, in video order, where the answer is visible per the labels):
   object question: label 1, 2 or 3 (initial state, action or end state: the object is on screen; label 0 is
   background); action question: label 2. It is frame 0 when the video opens on the answer. A (video, question)
-  with no such reachable frame is not built; it is listed under ``dropped`` in the manifest notes.
+  with no such reachable frame is ineligible: not built, listed under ``dropped`` in the manifest notes and
+  counted per reason (``--strict``: an error).
 * **Questions and answers.** Object: a question from :data:`OBJECT_QUESTIONS` (15); the answer is the object name
   of the category folder (:func:`object_name`: a leading verb of :data:`VERB_PREFIXES` is dropped,
   :data:`OBJECT_OVERRIDES` name the object of three folders, ``_`` becomes a space; ``whisk_eggs`` -> ``Eggs.``,
@@ -48,13 +51,12 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build import imageio
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build.errors import BadRecord, Ineligible, PbBuildError, handle_bad
 from pb_build.matching import normalise_text
+from pb_build.names import check_inside
 from pb_build.raw import changeit as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -118,7 +120,6 @@ ACTION_QUESTIONS = (
     "Identify the activity in this video.",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 # Folder names that start with the verb of the change; the object follows ("whisk_eggs" -> "eggs").
 VERB_PREFIXES = ("boil_", "whisk_")
@@ -246,6 +247,9 @@ def sample_dir() -> None:
     return None
 
 
+CAN_FETCH = False  # fetch() only says how to get the data by hand
+
+
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
     """ChangeIt cannot be fetched: the videos are YouTube ids only."""
     raise PbBuildError(
@@ -286,6 +290,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     files = [raw_dir / raw.CATEGORIES_FILE] + [p for p in (raw_dir / "labels.csv",) if p.is_file()]
     units: list[WorkUnit] = []
     dropped: list[dict[str, str]] = []
+    ineligible: list[Ineligible] = []
     external: list[dict[str, object]] = []
     seen_any = False
     for folder in folders:
@@ -318,11 +323,13 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
                 key = f"{name}/{cat.dir_name}/{youtube_id}/{q}"
                 if lay is None:
                     dropped.append({"key": key, "reason": f"fewer than 2 frames at {config.fps:g} fps"})
+                    ineligible.append(Ineligible(key, "fewer than 2 frames", dropped[-1]["reason"]))
                     continue
                 if reference_frame(ann.labels, lay, q) is None:
                     wanted_labels = "/".join(raw.LABELS[v] for v in VISIBLE_LABELS[q])
                     dropped.append({"key": key, "reason": f"no reachable frame labelled {wanted_labels} "
                                                           f"(step_size {lay.step_size})"})
+                    ineligible.append(Ineligible(key, "no reachable reference frame", dropped[-1]["reason"]))
                     continue
                 answer = category_string(object_name(cat.dir_name) if q == "object" else cat.action_name)
                 units.append(WorkUnit(key, Sample(
@@ -336,23 +343,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     notes: dict[str, object] = {"pool_version": POOL_VERSION, "dropped": dropped}
     if external:
         notes["external_videos"] = external
-    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
-
-
-def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
-    """Encode a BGR frame as baseline JPEG with fixed settings (identical bytes for identical input)."""
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("OpenCV could not encode the frame as JPEG")
-    return buf.tobytes()
-
-
-def _resize(image: np.ndarray, max_side: int) -> np.ndarray:
-    h, w = image.shape[:2]
-    if not max_side or max(h, w) <= max_side:
-        return image
-    scale = max_side / max(h, w)
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    check_inside(raw_dir, files)
+    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes, ineligible=ineligible)
 
 
 def states_for(reachable: int, step: int, num_images: int, rewind: int, wait: int, abstain: int,
@@ -396,7 +388,10 @@ def build(unit: WorkUnit, config: Config) -> Episode:
         video = raw.read_frames(Path(s.video), [float(lay.time(k)) for k in range(lay.reachable)], lay.seconds)
     except BadRecord as bad:  # each sample of a bad video is skipped and counted: say which one this is
         raise BadRecord(bad.path, f"{bad.cause} (sample {unit.key})", bad.line) from None
-    frames = tuple(encode_jpeg(_resize(f, config.max_side), config.jpeg_quality) for f in video.frames)
+    except Ineligible as item:  # counted per sample, named by its key and the video's file name (no machine path)
+        raise Ineligible(unit.key, item.reason, f"{Path(item.key).name}: {item.detail}") from None
+    frames = tuple(imageio.encode_jpeg(imageio.resize_max_side(f, config.max_side), config.jpeg_quality)
+                   for f in video.frames)
     states = states_for(lay.reachable, lay.step_size, lay.num_images, options.index(REWIND), options.index(wait),
                         options.index(abstain))
     folder = f"ChangeIt/{s.category}/{s.youtube_id}"

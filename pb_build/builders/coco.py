@@ -2,7 +2,8 @@
 
 Input: ``--raw`` holds ``annotations/instances_<split>2014.json`` and ``<split>2014/`` (or the published zips,
 read in place; see :mod:`pb_build.raw.coco`); ``--split val`` (default, the benchmark) or ``train``.
-Construction (benchmark.md §3.2, §6 COCO, §7):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.7; record fields as the official
+``COCO2014Environment`` reads them):
 
 * **Eligible images.** Exactly one annotation in the file, and it is not a crowd annotation (``iscrowd=1``
   annotations count towards "exactly one": an image with one object plus a crowd region shows more objects, and a
@@ -66,14 +67,14 @@ Construction (benchmark.md §3.2, §6 COCO, §7):
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build import imageio
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.builders.coco_distractors import EmbeddingChooser, chooser_spec, get_chooser
 from pb_build.builders.coco_geometry import (
     CUT_CARDINAL,
@@ -95,8 +96,8 @@ from pb_build.builders.coco_geometry import (
     state_machine,
 )
 from pb_build.episode import Episode, OfficialExport, OfficialFile
-from pb_build.errors import BadRecord, PbBuildError
-from pb_build.frames import encode_png
+from pb_build.errors import BadRecord, Ineligible, PbBuildError
+from pb_build.names import check_inside
 from pb_build.raw import coco as raw
 from pb_build.seeding import sample_rank, sample_rng
 from pb_build.strings import category_string
@@ -140,7 +141,6 @@ QUESTIONS = (
     "What type of object is visible in this image?",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 FRAME_FORMATS = ("png", "jpeg")
 
@@ -212,18 +212,21 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             raise PbBuildError(f"{emb_path}: no embedding for categor{'y' if len(missing) == 1 else 'ies'} "
                                f"{', '.join(map(repr, missing[:10]))}")
     counts = {"images": len(ann.images), "single_object": 0, "tiny_box": 0, "no_feasible_crop": 0}
+    folder = raw.folder_name(config.split)
+    key_of = lambda image: f"{name}/{folder}/{image.id}"  # noqa: E731
     eligible: list[tuple[raw.CocoImage, raw.Annotation]] = []
+    excluded: list[Ineligible] = []
     for image, annotation in ann.single_object():
         counts["single_object"] += 1
         box = ObjectBox.from_bbox(annotation.bbox, image.width, image.height)
         if not box.usable():
             counts["tiny_box"] += 1
+            excluded.append(Ineligible(key_of(image), "object box too small"))
         elif not any_feasible(image.width, image.height, box):
             counts["no_feasible_crop"] += 1
+            excluded.append(Ineligible(key_of(image), "no feasible crop and move"))
         else:
             eligible.append((image, annotation))
-    folder = raw.folder_name(config.split)
-    key_of = lambda image: f"{name}/{folder}/{image.id}"  # noqa: E731
     if config.per_class:
         by_cat: dict[int, list[tuple[raw.CocoImage, raw.Annotation]]] = {}
         for item in eligible:
@@ -262,24 +265,17 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
              "rules": {"min_side": MIN_SIDE, "min_box_side": MIN_BOX_SIDE, "min_box_area": MIN_BOX_AREA,
                        "cut_cardinal": list(CUT_CARDINAL), "cut_two_axes": list(CUT_TWO_AXES),
                        "near": list(NEAR), "max_iou": MAX_IOU}}
-    return Plan(units=units, raw_files=layout.raw_files + sorted(image_files), raw_root=raw_dir, notes=notes)
+    check_inside(raw_dir, layout.raw_files + image_files)
+    return Plan(units=units, raw_files=layout.raw_files + sorted(image_files), raw_root=raw_dir, notes=notes,
+                ineligible=excluded)
 
 
 # ---------------------------------------------------------------------------------------------------- build
 
 
 def decode_image(data: bytes, src: raw.Source, width: int, height: int) -> Any:
-    """Decode with PIL (as the official transform does; no EXIF rotation); L and RGB kept, others made RGB."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            if img.mode not in ("L", "RGB"):
-                img = img.convert("RGB")
-            pixels = np.asarray(img)
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise BadRecord(src, f"image does not decode: {exc}") from None
+    """Decode with PIL (as the official transform does; no EXIF rotation), in a stored mode (L or RGB)."""
+    pixels = np.asarray(imageio.decode_pil(data, str(src)))
     if pixels.shape[1] != width or pixels.shape[0] != height:
         raise BadRecord(src, f"image is {pixels.shape[1]}x{pixels.shape[0]}, the annotation says {width}x{height}")
     return pixels
@@ -309,7 +305,7 @@ def encode_view(pixels: np.ndarray, box: tuple[int, int, int, int], config: Conf
     if view.ndim == 3:
         view = cv2.cvtColor(view, cv2.COLOR_RGB2BGR)
     if config.frame_format == "png":
-        return encode_png(view)
+        return imageio.encode_png(view)
     ok, buf = cv2.imencode(".jpg", view, [cv2.IMWRITE_JPEG_QUALITY, config.jpeg_quality])
     if not ok:
         raise ValueError("OpenCV could not encode the view as JPEG")

@@ -1,5 +1,6 @@
-"""COCO crop geometry and the official crop semantics (benchmark.md §7): views, steps, limits and the state
-machine of ``COCO2014Environment``. The construction rules are documented in :mod:`pb_build.builders.coco`."""
+"""COCO crop geometry and the official crop semantics: views, steps, limits and the state machine of
+``COCO2014Environment`` (the official proactivebench package's ``environment`` module). The construction rules
+are documented in :mod:`pb_build.builders.coco`."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """ImageNet-C: a corrupted photo; the model should ask for the one quality fix that undoes the corruption.
 
-Construction (benchmark.md §3-§6, IN-C; raw-sources.md §3):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.4; raw layouts in :mod:`pb_build.raw.imagenet_c`):
 * Raw input is either the published ImageNet-C tree (``<corruption>/<severity 1-5>/<wnid>/<file>.JPEG``; its
   JPEG files are the frames, copied byte for byte) or clean ImageNet-val-style images (``<wnid>/<file>``),
   corrupted by pb-build with ``imagecorruptions`` (see :mod:`pb_build.raw.imagenet_c`): Resize(256) +
@@ -45,9 +45,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build import imageio
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build.names import check_inside
 from pb_build.raw import imagenet_c as raw
 from pb_build.raw.imagenet_classes import SYNSETS
 from pb_build.seeding import draw, pick, sample_rank, sample_rng, shuffled
@@ -94,7 +96,6 @@ QUESTIONS = (
     "What is the subject of this image?",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 # One option per IN-C action key; each string holds exactly that key and no other.
 QUALITY_OPTIONS: dict[str, str] = {
@@ -203,6 +204,9 @@ def sample_dir() -> Path | None:
     return None
 
 
+CAN_FETCH = False  # fetch() only says how to get the data by hand
+
+
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
     raise PbBuildError(
         f"pb-build does not download ImageNet-C (about 62 GB): get noise.tar, blur.tar, weather.tar, digital.tar "
@@ -227,6 +231,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         notes["frames"] = (f"regenerated with imagecorruptions from clean images: Resize({resize}) + "
                            f"CenterCrop({config.image_size}), JPEG quality {config.jpeg_quality}, optimize")
     notes["corruptions"] = list(used)
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
 
 
@@ -297,17 +302,12 @@ def _frames(sample: Sample, key: str, config: Config) -> tuple[bytes, ...]:
     image = sample.image
     if isinstance(image, raw.TreeImage):
         return tuple(raw.read_image(image.paths[level - 1]) for level in levels)
-    try:
-        data = Path(image.path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(image.path, f"cannot read: {exc.strerror or exc}") from None
-    clean = raw.resize_center_crop(raw.decode_rgb(data, image.path), config.image_size)
+    clean = raw.resize_center_crop(raw.decode_rgb(imageio.read_bytes(image.path), image.path), config.image_size)
     out = []
     for level in levels:
         seed = int(sample_rng(config.seed, name, f"{key}/severity{level}").integers(2**32))
         out.append(raw.encode_jpeg(raw.corrupt(clean, sample.corruption, level, seed), config.jpeg_quality))
     return tuple(out)
-
 
 
 def build(unit: WorkUnit, config: Config) -> Episode:

@@ -6,13 +6,15 @@ the names are only in the MVP-N documentation PDF; a relative ``--names`` is loo
 in the current folder, and its sha256 is recorded in the manifest notes. The manifest lists every view file of
 the planned sets (and the names file when it lies in the raw folder).
 
-Construction (benchmark.md §3.2, §3.3, §6 MVP-N):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.3; record fields as the official MVP-N environment reads them):
 
 * One sample per multi-view set. Sets come from the folder tree in sorted order (never from MVP-N's pickled
   ``test_list`` files). ``per_class`` sets per class are chosen by a rank hashed from (seed, source, key); 0 keeps
   every set.
-* A set needs at least one informative view (flag 1), otherwise it is a bad record (skippable), and at least one
-  uninformative view (flag 0), otherwise it has no proactive step and is excluded (listed in the manifest notes).
+* Eligibility: a set needs at least one informative view (flag 1) and at least one uninformative view (flag 0),
+  otherwise it has no answerable last turn or no proactive step. Such a set is excluded and counted per reason
+  ("no informative view", "no uninformative view") in the manifest (``--strict``: an error); the sets without an
+  uninformative view are also listed in the manifest notes.
 * The sequence is the set's uninformative views in a seeded random order, followed by ONE informative view. When a
   set has several informative views, one is drawn at random (seeded) and the others are not used: showing an
   informative view before the last turn would defeat the sample. When the sequence would exceed ``max_views``
@@ -46,14 +48,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build import imageio
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
-from pb_build.errors import BadRecord, PbBuildError
-from pb_build.frames import decode, encode_png
-from pb_build.manifests.provenance import sha256_file
+from pb_build.errors import Ineligible, PbBuildError
+from pb_build.hashing import sha256_file
+from pb_build.names import check_inside
 from pb_build.raw import mvp_n as raw
 from pb_build.seeding import pick, sample_rank, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -113,7 +115,6 @@ PROACTIVE = (
     "Look at the object from a different angle.",
 )
 
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 N_DISTRACTORS = 3
 
@@ -163,6 +164,9 @@ def sample_dir() -> None:
     return None
 
 
+CAN_FETCH = False  # fetch() only says how to get the data by hand
+
+
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
     """MVP-N is on Google Drive behind a confirmation page: the user downloads it and passes ``--raw``."""
     raise PbBuildError(f"MVP-N cannot be downloaded by pb-build: get {raw.DATA_ZIP}, unzip it and pass --raw with "
@@ -184,7 +188,7 @@ def load_names(config: Config, raw_dir: Path) -> tuple[Path, dict[str, str]]:
     if not path.is_file():
         raise PbBuildError(f"{path}: names file does not exist (--names; a relative path is looked up in the raw "
                            "folder, then in the current folder)")
-    return path, raw.read_names(path)
+    return path, raw.read_names(path, category_string)
 
 
 def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
@@ -194,11 +198,16 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     wanted = config.class_list
     by_class: dict[str, list[raw.ViewSet]] = {}
     excluded: list[str] = []
+    ineligible: list[Ineligible] = []
     found = 0
     for view_set in raw.iter_sets(split_dir, wanted or None, on_bad):
         found += 1
+        if not view_set.informative:
+            ineligible.append(Ineligible(_key(view_set), "no informative view", "no <view>_1.png file"))
+            continue
         if not view_set.uninformative:
             excluded.append(_key(view_set))
+            ineligible.append(Ineligible(_key(view_set), "no uninformative view", "no <view>_0.png file"))
             continue
         by_class.setdefault(view_set.class_id, []).append(view_set)
     missing = [c for c in wanted if c not in by_class]
@@ -226,7 +235,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "sets_found": found,
         "excluded_no_uninformative_view": excluded,
     }
-    return Plan(units=units, raw_files=raw_files, raw_root=raw_dir, notes=notes)
+    check_inside(raw_dir, raw_files)
+    return Plan(units=units, raw_files=raw_files, raw_root=raw_dir, notes=notes, ineligible=ineligible)
 
 
 def _key(view_set: raw.ViewSet) -> str:
@@ -263,24 +273,8 @@ def sequence(view_set: raw.ViewSet, max_views: int, rng: np.random.Generator) ->
 
 
 def load_frame(view: raw.View, image_size: int) -> bytes:
-    """The exported bytes of one view: the raw PNG (checked to decode) or a downscaled re-encoding."""
-    try:
-        data = Path(view.path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(view.path, f"cannot read: {exc.strerror or exc}") from None
-    image = decode(data)
-    if image is None or image.size == 0:
-        raise BadRecord(view.path, "image does not decode (not a readable PNG)")
-    if not image_size:
-        return data
-    h, w = image.shape[:2]
-    scale = image_size / max(h, w)
-    if scale >= 1:
-        return data
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return encode_png(cv2.resize(image, size, interpolation=cv2.INTER_AREA))
-
-
+    """The exported PNG bytes of one view: the raw PNG (checked to decode) or a downscaled re-encoding."""
+    return imageio.load_frame(view.path, ".png", image_size)
 
 def build(unit: WorkUnit, config: Config) -> Episode:
     """Build the episode of one multi-view set."""

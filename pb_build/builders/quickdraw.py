@@ -1,6 +1,6 @@
 """QuickDraw: a sketch too coarse to classify; the model should ask for more strokes.
 
-Construction (benchmark.md §6, QD):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.5):
 * Only recognised drawings with at least 2 strokes are eligible (one stroke gives one frame, no proactive step).
 * The pool of a category is its first ``pool`` eligible drawings in file order; ``per_class`` of them are chosen
   by a rank hashed from (seed, source, key), so a drawing's selection does not depend on its neighbours.
@@ -20,10 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
 from pb_build.frames import encode_png
+from pb_build.names import check_inside
 from pb_build.raw import quickdraw as raw
 from pb_build.raw.quickdraw_categories import CATEGORIES
 from pb_build.seeding import draw, pick, sample_rank, sample_rng, shuffled
@@ -82,8 +83,6 @@ PROACTIVE = (
     "Ask for a few more details.",
     "Extend the quickdraw with more strokes.",
 )
-
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 
 @dataclass(frozen=True)
@@ -162,6 +161,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         else:
             handle_bad(BadRecord(path, f"unknown category {path.stem!r} (not one of the 345 QuickDraw categories)"),
                        on_bad)
+    check_inside(raw_dir, files)
     return Plan(units=_select(usable, config, on_bad), raw_files=files, raw_root=raw_dir,
                 notes={"pool_version": POOL_VERSION}, total=len(usable) * config.per_class)
 

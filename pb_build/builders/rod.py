@@ -1,6 +1,7 @@
 """ROD (Realistic Occlusion Dataset): an object hidden behind an occluder; the model should move the occluder.
 
-Construction (benchmark.md §3.3, §4.2, §6 ROD; raw layout and name parsing in :mod:`pb_build.raw.rod`):
+Construction (ProactiveBench, arXiv 2603.19466, App. A.1, and the official ROD environment; raw layout and name
+parsing in :mod:`pb_build.raw.rod`):
 * One sample per sweep: the :data:`~pb_build.raw.rod.POSITIONS` = 14 images of one (setting, occluder group,
   object), frame k = occluder position ``s<k>``. ``first_image`` = 7 (the centre, most occluded position),
   ``reference_image`` = 0 (the unoccluded end), ``num_images`` = ``max_steps`` = 14.
@@ -28,9 +29,11 @@ Construction (benchmark.md §3.3, §4.2, §6 ROD; raw layout and name parsing in
   official environment opens that copy (unless the rewrite above redirects it), and so does the native frame.
 * Frames are the raw image bytes unchanged (default) or, with ``--max-side N``, decoded with Pillow (EXIF
   orientation ignored, as the official evaluator's ``PIL.Image.open`` does), shrunk so the longer side is at
-  most N (Lanczos) and re-encoded as JPEG at ``--jpeg-quality``. Every image is decoded with Pillow in either
-  mode (in the default mode only as a check, at 1/8 JPEG scale, which still reads every byte); one that does
-  not decode (corrupt, truncated) is a bad record naming the file.
+  most N (OpenCV INTER_AREA) and re-encoded as JPEG at ``--jpeg-quality``. Every image goes through
+  :mod:`pb_build.imageio` (size limits from the header first; in the default mode decoded only as a check, at
+  1/8 JPEG scale, which still reads every byte); one that does not decode (corrupt, truncated, oversized) is a
+  bad record naming the file. A file whose bytes are not its extension's format, or not 8-bit grey/RGB, is
+  re-encoded.
 * Shortest correct play: 7 moves in either direction reach frame 0, where the answer is accepted (8 turns).
 * Official layout: ``Realistic-Occlusion-Dataset/<class>/<sweep name>-s{image}<ext>`` where ``<class>`` is the
   class name with spaces as ``_`` and ``<ext>`` is ``.jpg`` (JPEG sources or resized frames) or ``.png``.
@@ -41,14 +44,15 @@ Construction (benchmark.md §3.3, §4.2, §6 ROD; raw layout and name parsing in
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build import imageio
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build.names import check_inside
 from pb_build.raw import rod as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -75,7 +79,8 @@ POSITIONS = raw.POSITIONS
 FIRST = POSITIONS // 2
 REFERENCE = 0
 OFFICIAL_DIR = "Realistic-Occlusion-Dataset"
-# The official environment's _fix_corruptions (benchmark.md §3.3).
+# The official environment's _fix_corruptions: in a path containing REWRITE_MARK (a frame missing from the raw
+# data) every "s6" becomes "s5" after a LEFT move and "s7" otherwise.
 REWRITE_MARK = "natural_bluebl_greenr-banana-s6"
 REWRITE_FROM, REWRITE_LEFT, REWRITE_OTHER = "s6", "s5", "s7"
 
@@ -103,7 +108,6 @@ QUESTIONS = (
 
 LEFT_OPTION = "Move the {occluder} to the left."
 RIGHT_OPTION = "Move the {occluder} to the right."
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 
 LEFT, RIGHT = "LEFT", "RIGHT"
 
@@ -179,41 +183,19 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "frames": "raw bytes" if config.max_side == 0 else f"JPEG q{config.jpeg_quality}, longer side <= "
                                                             f"{config.max_side}",
     }
+    check_inside(raw_dir, files)
     return Plan(units=units, raw_files=sorted(files, key=lambda p: p.relative_to(raw_dir).as_posix()),
                 raw_root=raw_dir, notes=notes)
 
 
-def load_frame(path: str, config: Config) -> bytes:
-    """The exported bytes of one raw image; raises :class:`BadRecord` when Pillow cannot decode it."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(path, f"cannot read: {exc.strerror or exc}") from None
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            if config.max_side == 0:
-                # A check only: decode at 1/8 scale (JPEG DCT scaling still reads every byte, so a truncated
-                # or corrupt file fails as it would for the official evaluator's PIL.Image.open).
-                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
-                img.load()
-                return data
-            img = img.convert("RGB")
-            scale = min(1.0, config.max_side / max(img.size))
-            if scale < 1.0:
-                size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
-                img = img.resize(size, Image.Resampling.LANCZOS)
-            out = io.BytesIO()
-            img.save(out, format="JPEG", quality=config.jpeg_quality)
-            return out.getvalue()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise BadRecord(path, f"image does not decode: {exc}") from None
+def load_frame(path: str, config: Config, suffix: str) -> bytes:
+    """The exported bytes of one raw image stored as ``suffix``; :class:`BadRecord` when it does not decode."""
+    return imageio.load_frame(path, ".jpg" if config.max_side else suffix, config.max_side, config.jpeg_quality)
 
 
 def _frame_bytes(sweep: raw.Sweep, config: Config) -> tuple[list[bytes], dict[int, int]]:
     present = {k for k, img in enumerate(sweep.images) if img is not None}
-    loaded = {k: load_frame(img.path, config) for k, img in enumerate(sweep.images) if img is not None}
+    loaded = {k: load_frame(img.path, config, sweep.suffix) for k, img in enumerate(sweep.images) if img is not None}
     filled = {k: raw.fill_source(k, present) for k in range(POSITIONS) if k not in present}
     return [loaded[k] if k in loaded else loaded[filled[k]] for k in range(POSITIONS)], filled
 

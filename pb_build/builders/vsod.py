@@ -19,7 +19,7 @@ A relative ``--labels`` path is looked up in the raw folder first, then in the c
 size and sha256 are recorded in the manifest (``notes.labels``); a labels file inside the raw folder is also
 listed with the raw files, so ``pb-build rebuild`` checks it and the manifest holds no machine-specific path.
 
-Construction (benchmark.md §3-§6, VSOD), per labelled segment:
+Construction (ProactiveBench, arXiv 2603.19466, App. A.2, and the official VSOD environment), per labelled segment:
 
 * Frames are the segment's frames in natural file-name order (``pb_build.raw.vsod``), exported 0-based with
   4-digit indices (``0000.jpg`` ...) to ``OcclusionDataSet-MM20/Data/<split>/<segment>/``. Every question about
@@ -29,8 +29,9 @@ Construction (benchmark.md §3-§6, VSOD), per labelled segment:
   ``strong_occlusions`` is ``fraction(first) >= --strong-threshold`` (default 0.5: at least half of the picture
   is hidden). **Reference frame**: the unoccluded frame nearest to the first frame in circular distance (the
   moves are circular), ties broken towards waiting (the later frame).
-* Skipped with a reason (``notes.ineligible_segments``, not an error): a segment with no occluded frame, and a
-  segment whose every frame is occluded (no reference frame).
+* Eligibility: a segment with no occluded frame, and a segment whose every frame is occluded (no reference frame)
+  are excluded, not an error: listed in ``notes.ineligible_segments`` and counted per reason in the manifest
+  (``--strict``: an error).
 * One state per frame, all showing the three options; REWIND leads to frame ``k - 1``, wait to ``k + 1``, both
   modulo ``num_images``; both moves and the correct category are valid at every turn; ``max_steps =
   num_images``. The video pre-prompt and the VSOD hint are the official strings.
@@ -40,9 +41,11 @@ Construction (benchmark.md §3-§6, VSOD), per labelled segment:
   plus the missing ones drawn from the answers of the other rows of the same question type (the whole labels
   file, distinct after normalisation). Fewer than 3 candidates is an error naming the row. The 4 categories are
   shuffled once. All draws use the sample's own RNG from (seed, source, key).
-* Frames are copied byte for byte (checked to decode; a JPEG must end with its EOI marker), or with
+* Frames are copied byte for byte (checked to decode through :mod:`pb_build.imageio`; a JPEG must end with its
+  EOI marker; bytes that are not the extension's format, or not 8-bit grey/RGB, are re-encoded), or with
   ``--max-side N`` downscaled so the longer side is at most N pixels (INTER_AREA) and re-encoded as JPEG
-  quality 90. A frame that does not decode fails its samples (``--skip-bad`` counts them).
+  quality 90. A frame that does not decode or is over the size limits fails its samples (``--skip-bad`` counts
+  them).
 
 Size: each native row embeds every frame of its segment, so a segment with q questions is stored q times in
 the parquet shards (about q x frames x frame size, e.g. 3 x 230 x 60 KB = 41 MB); the official layout stores
@@ -54,14 +57,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from pb_build.builders.base import OnBad, Plan, SourceInfo, WorkUnit
+from pb_build import imageio
+from pb_build.builders.base import ABSTAIN, OnBad, Plan, SourceInfo, WorkUnit
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
-from pb_build.errors import BadRecord, PbBuildError, handle_bad
-from pb_build.frames import decode
-from pb_build.manifests.provenance import sha256_file
+from pb_build.errors import BadRecord, Ineligible, PbBuildError, handle_bad
+from pb_build.hashing import sha256_file
 from pb_build.matching import normalise_text
+from pb_build.names import check_inside
 from pb_build.raw import vsod as raw
 from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
@@ -89,7 +91,6 @@ HINT = ("Hint: If there is an occlusion, waiting for it to disappear or rewindin
         "behind it.")
 REWIND = "Rewind the video."
 WAIT = "Wait for the occlusion to disappear."
-ABSTAIN = ("I cannot tell.", "I cannot answer this question.", "I do not know what is this object.")
 JPEG_QUALITY = 90
 
 QUESTIONS: dict[str, tuple[str, ...]] = {
@@ -193,6 +194,9 @@ def sample_dir() -> None:
     return None
 
 
+CAN_FETCH = False  # fetch() only says how to get the data by hand
+
+
 def fetch(config: Config, cache_dir: Path | None, progress: bool) -> Path:
     raise PbBuildError(f"{info.official_name} cannot be downloaded automatically: get it from {info.homepage} "
                        "(VSOD v1.0), then pass --raw <folder with Data/ and Annotations/> and --labels <csv>")
@@ -280,6 +284,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     units: list[WorkUnit] = []
     files: list[Path] = []
     ineligible: list[dict] = []
+    excluded: list[Ineligible] = []
     for seg_name in sorted(by_segment, key=raw.natural_key):
         try:
             if "{" in seg_name or "}" in seg_name:
@@ -293,6 +298,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         chosen = choose_frames(segment, config.strong_threshold)
         if isinstance(chosen, str):
             ineligible.append({"segment": seg_name, "reason": chosen, "questions": len(by_segment[seg_name])})
+            excluded.append(Ineligible(f"{name}/{config.split}/{seg_name}", chosen,
+                                       f"{len(by_segment[seg_name])} labelled question(s)"))
             continue
         first, reference, strong = chosen
         planned = 0
@@ -325,7 +332,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "ineligible_segments": ineligible,
         "unlabelled_segments": len(known - set(by_segment)),
     }
-    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes)
+    check_inside(raw_dir, files)
+    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes, ineligible=excluded)
 
 
 def _labels_path(raw_dir: Path, given: str) -> Path:
@@ -358,33 +366,9 @@ def _extension(segment: raw.Segment, config: Config) -> str:
 
 
 
-def load_frame(path: str, max_side: int) -> bytes:
-    """The exported bytes of one frame: the file itself (checked to decode) or a downscaled JPEG."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(path, f"cannot read frame: {exc.strerror or exc}") from None
-    image = decode(data)
-    if image is None or image.size == 0:
-        raise BadRecord(path, "frame does not decode as an image")
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
-        raise BadRecord(path, "truncated JPEG frame (no end-of-image marker)")
-    if not max_side:
-        return data
-    import cv2
-
-    if image.dtype != np.uint8:
-        image = cv2.convertScaleAbs(image, alpha=255.0 / max(1, int(np.iinfo(image.dtype).max)))
-    if image.ndim == 3 and image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
-    h, w = image.shape[:2]
-    if max(h, w) > max_side:
-        scale = max_side / max(h, w)
-        image = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise BadRecord(path, "OpenCV could not re-encode the frame as JPEG")
-    return buf.tobytes()
+def load_frame(path: str, max_side: int, suffix: str) -> bytes:
+    """The exported bytes of one frame stored as ``suffix``: the file itself (checked to decode) or a re-encoding."""
+    return imageio.load_frame(path, ".jpg" if max_side else suffix, max_side, JPEG_QUALITY)
 
 
 def states_for(n: int, rewind: int, wait: int) -> tuple[State, ...]:
@@ -410,7 +394,7 @@ def build(unit: WorkUnit, config: Config) -> Episode:
     else:
         wrong = own + draw(rng, s.pool, 3 - len(own))
     categories = shuffled(rng, (s.answer, *wrong))
-    frames = tuple(load_frame(p, config.max_side) for p in s.frames)
+    frames = tuple(load_frame(p, config.max_side, s.extension) for p in s.frames)
     n = len(frames)
     r_idx, w_idx, a_idx = options.index(REWIND), options.index(WAIT), options.index(abstain)
     states = states_for(n, r_idx, w_idx)

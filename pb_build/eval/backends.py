@@ -1,11 +1,19 @@
 """Hugging Face transformers backend: ``AutoModelForImageTextToText`` with its processor and chat template.
 
 One call answers a batch of (image, prompt) states: a single user turn holding the image then the text, left
-padding, greedy decoding, 50 new tokens (``repetition_penalty=1.0``: a checkpoint's penalty would otherwise still
-apply under greedy decoding), bf16 on a GPU. Without torchvision the stock Qwen2.5-VL, LLaVA-OneVision and
-InternVL processors cannot be built (their video processors need it), so those fall back to image-only
-subclasses (evaluator.md §2). Per-state failures (an image that does not decode, a processor that rejects a tiny
-crop) come back as exceptions in place of answers; the rest of the batch is still answered.
+padding, 50 new tokens, bf16 on a GPU. ``generation="official"`` (the default) keeps the checkpoint's generation
+config as the official scripts do; ``"greedy"`` forces plain greedy decoding (``repetition_penalty=1.0``: a
+checkpoint's penalty would otherwise still apply under greedy decoding). Images are prepared per family as the
+official scripts do (``images``). ``device_map="auto"`` splits a model larger than one GPU (needs accelerate).
+
+Batch composition: in fp32 batched answers equal batch-1 answers token for token; in bf16 left padding changes
+the rounding of padded rows, so a small share of answers can differ with the batch (measured by the tests on the
+tiny models and reported in the run's settings as ``dtype``).
+
+Without torchvision the stock Qwen2.5-VL, LLaVA-OneVision and InternVL processors cannot be built (their video
+processors need it), so those fall back to image-only subclasses. Per-state failures (an image that does not
+decode, a processor that rejects a tiny crop) come back as exceptions in place of answers; the rest of the batch is
+still answered.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from pb_build.errors import PbBuildError
 from pb_build.eval.runner import Answer, Query
 
 MAX_NEW_TOKENS = 50
+GENERATIONS = ("official", "greedy")
 
 
 def require_eval_extra() -> None:
@@ -102,23 +111,53 @@ def _resolve(device: str, dtype: str):
     return dev, dt
 
 
-def load_vlm(path: str, device: str = "auto", dtype: str = "auto"):
-    """``AutoModelForImageTextToText.from_pretrained`` on ``device``; a clear error for a text-only model."""
+def check_model_path(path: str) -> None:
+    """A local-looking model path that does not exist gets one line (not the Hub's repo-id complaint)."""
+    from pathlib import Path
+
+    looks_local = path.startswith((".", "/", "~")) or path.count("/") > 1 or "\\" in path
+    if looks_local and not Path(path).expanduser().exists():
+        raise PbBuildError(f"{path}: model folder does not exist")
+
+
+def check_device(device: str) -> None:
+    """A CUDA device asked of a CPU-only torch gets one line."""
+    import torch
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PbBuildError(f"--device {device}: this torch has no CUDA device (torch {torch.__version__}); "
+                           "use --device cpu")
+
+
+def load_vlm(path: str, device: str = "auto", dtype: str = "auto", device_map: str | None = None):
+    """``AutoModelForImageTextToText.from_pretrained`` on ``device`` (or split by ``device_map``); a clear error
+    for a text-only model."""
     from transformers import AutoConfig, AutoModelForImageTextToText
 
+    check_model_path(path)
+    check_device(device)
     dev, dt = _resolve(device, dtype)
     try:
         config = AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise PbBuildError(f"{path}: cannot load a model config ({exc})") from exc
+    kwargs: dict[str, Any] = {"dtype": dt}
+    if device_map:
+        try:
+            import accelerate  # noqa: F401
+        except ImportError:
+            raise PbBuildError("--device-map needs accelerate: pip install accelerate") from None
+        kwargs["device_map"] = device_map
     try:
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dt)
+        model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     except ValueError as exc:
         if "Unrecognized configuration class" in str(exc):
             raise PbBuildError(f"{path}: not a vision-language model (model type {config.model_type!r} has no "
                                "AutoModelForImageTextToText class)") from None
         raise PbBuildError(f"{path}: cannot load the model ({exc})") from exc
-    return model.to(dev).eval()
+    except (OSError, RuntimeError) as exc:
+        raise PbBuildError(f"{path}: cannot load the model ({type(exc).__name__}: {exc})") from exc
+    return (model if device_map else model.to(dev)).eval()
 
 
 @dataclass
@@ -129,42 +168,63 @@ class TransformersBackend:
     processor: Any
     max_new_tokens: int = MAX_NEW_TOKENS
     name: str = ""
+    generation: str = "official"
     calls: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.generation not in GENERATIONS:
+            raise PbBuildError(f"unknown generation {self.generation!r}; use {' or '.join(GENERATIONS)}")
 
     @classmethod
     def from_pretrained(cls, path: str, *, device: str = "auto", dtype: str = "auto",
-                        max_new_tokens: int = MAX_NEW_TOKENS) -> TransformersBackend:
+                        max_new_tokens: int = MAX_NEW_TOKENS, generation: str = "official",
+                        device_map: str | None = None) -> TransformersBackend:
         require_eval_extra()
-        model = load_vlm(path, device, dtype)
-        return cls(model, load_processor(path), max_new_tokens, name=str(path))
+        model = load_vlm(path, device, dtype, device_map)
+        return cls(model, load_processor(path), max_new_tokens, name=str(path), generation=generation)
+
+    @property
+    def model_type(self) -> str:
+        return str(getattr(self.model.config, "model_type", ""))
 
     def settings(self) -> dict[str, Any]:
         """What the run records about generation."""
+        from pb_build.eval.images import preparation
+
+        gen = self._generation_config()
         return {"model": self.name, "model_class": type(self.model).__name__,
                 "processor_class": type(self.processor).__name__, "dtype": str(self.model.dtype),
-                "device": str(self.model.device), "max_new_tokens": self.max_new_tokens, "do_sample": False,
-                "repetition_penalty": 1.0, "padding_side": "left"}
+                "device": str(self.model.device), "max_new_tokens": self.max_new_tokens,
+                "generation": self.generation, "do_sample": bool(gen.do_sample),
+                "repetition_penalty": gen.repetition_penalty, "padding_side": "left",
+                "image_preparation": preparation(self.model_type)}
 
     def _generation_config(self):
         import copy
 
         gen = copy.deepcopy(self.model.generation_config)
-        gen.update(do_sample=False, temperature=None, top_p=None, top_k=None, repetition_penalty=1.0,
-                   max_new_tokens=self.max_new_tokens)
+        gen.update(max_new_tokens=self.max_new_tokens)
+        if self.generation == "greedy":
+            gen.update(do_sample=False, temperature=None, top_p=None, top_k=None, repetition_penalty=1.0)
         tok = self.processor.tokenizer
         if gen.pad_token_id is None:
             gen.pad_token_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return gen
 
-    def generate(self, images: list, prompts: list[str]) -> list[str]:
-        """Answers for (image, prompt) pairs in one padded batch; raises when the batch cannot be processed."""
+    def generate(self, images: list, prompts: list[str], contexts: list | None = None) -> list[str]:
+        """Answers for (image, prompt) pairs in one padded batch; raises when the batch cannot be processed.
+
+        ``contexts`` (one list per pair of earlier (image, prompt, answer) turns) puts those turns before it."""
         import torch
 
-        convs = [[{"role": "user", "content": [{"type": "image", "image": im}, {"type": "text", "text": p}]}]
-                 for im, p in zip(images, prompts, strict=True)]
+        from pb_build.eval.prompts import history_conversation
+
+        contexts = contexts or [[] for _ in prompts]
+        convs = [history_conversation(ctx, im, p) for im, p, ctx in zip(images, prompts, contexts, strict=True)]
+        # processor_kwargs is a new dict each call: apply_chat_template adds return_tensors to the dict it gets.
         inputs = self.processor.apply_chat_template(
             convs, add_generation_prompt=True, tokenize=True, return_dict=True, return_tensors="pt",
-            processor_kwargs={"padding": True, "padding_side": "left"})  # a new dict each call (evaluator.md §5)
+            processor_kwargs={"padding": True, "padding_side": "left"})
         inputs = inputs.to(self.model.device, dtype=self.model.dtype)
         with torch.inference_mode():
             out = self.model.generate(**inputs, generation_config=self._generation_config())
@@ -174,25 +234,29 @@ class TransformersBackend:
 
     def __call__(self, queries: list[Query]) -> list[Answer]:
         """Decide: decode the frames, answer in one batch, isolate the states that fail."""
+        from pb_build.eval.images import prepare
+
         answers: list[Answer | None] = [None] * len(queries)
-        images, ok = [], []
+        images, contexts, ok = [], [], []
         for i, q in enumerate(queries):
             try:
-                images.append(decode_image(q.episode.frames[q.frame]))
+                images.append(prepare(decode_image(q.episode.frames[q.frame]), self.model_type))
+                contexts.append([(prepare(decode_image(f), self.model_type), p, a) for f, p, a in q.context])
                 ok.append(i)
             except ValueError as exc:
                 answers[i] = exc
         if ok:
             try:
-                texts: list[Answer] = list(self.generate(images, [queries[i].prompt for i in ok]))
+                texts: list[Answer] = list(self.generate(images, [queries[i].prompt for i in ok], contexts))
             except (ValueError, TypeError, RuntimeError, IndexError) as batch_error:
-                texts = [self._one(im, queries[i].prompt, batch_error) for im, i in zip(images, ok, strict=True)]
+                texts = [self._one(im, queries[i].prompt, ctx, batch_error)
+                         for im, ctx, i in zip(images, contexts, ok, strict=True)]
             for i, text in zip(ok, texts, strict=True):
                 answers[i] = text
         return [a if a is not None else RuntimeError("no answer") for a in answers]
 
-    def _one(self, image, prompt: str, batch_error: BaseException) -> Answer:
+    def _one(self, image, prompt: str, context: list, batch_error: BaseException) -> Answer:
         try:
-            return self.generate([image], [prompt])[0]
+            return self.generate([image], [prompt], [context])[0]
         except (ValueError, TypeError, RuntimeError, IndexError) as exc:
             return exc if len(str(exc)) else batch_error

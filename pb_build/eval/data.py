@@ -18,10 +18,8 @@ from typing import Any
 from pb_build.episode import Episode
 from pb_build.errors import InvalidEpisode, PbBuildError
 from pb_build.eval import sources
-from pb_build.eval.importers import ImportFailure, get_importer, import_record
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
-from pb_build.writers.native import from_row, read_rows
 
 JSONL_SUFFIX = "_preprocessed.jsonl"
 FILTER_SUFFIX = "_filter.json"
@@ -101,15 +99,38 @@ def _filter_table(text: str, path: Path) -> Any:
     raise PbBuildError(f"{path}: no top-level 'FILTER = {{...}}' assignment")
 
 
-def load(folder: Path, source: str, *, keep_ids: Path | None = None, filtered: bool = False,
-         limit: int | None = None) -> Dataset:
-    """The episodes of ``source`` in ``folder``, after the loader rules, the kept ids and ``limit``."""
+def available_sources(folder: Path) -> list[str]:
+    """The official names of the sources a release or an official-layout folder holds."""
     if not folder.is_dir():
         raise PbBuildError(f"{folder}: not a folder")
     if (folder / manifests.MANIFEST).is_file():
+        return [e.official_name for e in manifests.read(folder).sources]
+    return sorted(p.name[: -len(JSONL_SUFFIX)] for p in test_dir_of(folder).glob(f"*{JSONL_SUFFIX}"))
+
+
+def has_filter(folder: Path, official_name: str) -> bool:
+    """Whether the folder carries the paper's filtered set (a kept-id list) for this source."""
+    return (test_dir_of(folder) / f"{official_name}{FILTER_SUFFIX}").is_file()
+
+
+def load(folder: Path, source: str, *, keep_ids: Path | None = None, filtered: bool | None = False,
+         limit: int | None = None) -> Dataset:
+    """The episodes of ``source`` in ``folder``, after the loader rules, the kept ids and ``limit``.
+
+    ``filtered=None`` is the paper's evaluation set: the filtered set when the folder carries a kept-id list for
+    the source, every sample otherwise (``kept_ids`` says which)."""
+    if not folder.is_dir():
+        raise PbBuildError(f"{folder}: not a folder")
+    errors: tuple[type[BaseException], ...] = (InvalidEpisode, KeyError, TypeError, ValueError, json.JSONDecodeError)
+    if (folder / manifests.MANIFEST).is_file():
         data, rows = _release(folder, source)
     else:
+        from pb_build.eval.importers import ImportFailure  # the importers need the builders (opencv, decord)
+
         data, rows = _official(folder, source)
+        errors += (ImportFailure,)
+    if filtered is None:
+        filtered = keep_ids is None and has_filter(folder, data.official_name)
     kept: set[int] | None = None
     if keep_ids is not None:
         kept, data.kept_ids = read_keep_ids(keep_ids, data.official_name), str(keep_ids)
@@ -128,15 +149,17 @@ def load(folder: Path, source: str, *, keep_ids: Path | None = None, filtered: b
         data.order.append(sample_id)
         try:
             data.items.append(Item(sample_id, load_one()))
-        except (ImportFailure, InvalidEpisode, KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        except errors as exc:
             key = record.get("image_template", "") if record else ""
-            reason = str(exc) if isinstance(exc, ImportFailure) else f"{type(exc).__name__}: {exc}"
+            reason = str(exc) if type(exc).__name__ == "ImportFailure" else f"{type(exc).__name__}: {exc}"
             data.failures.append(LoadFailure(sample_id, key, reason))
     data.dropped = dropped
     return data
 
 
 def _release(folder: Path, source: str) -> tuple[Dataset, Any]:
+    from pb_build.writers.native import from_row, read_rows  # needs datasets: only when reading a release
+
     manifest = manifests.read(folder)
     name, official_name = sources.resolve(source, [(e.source, e.official_name) for e in manifest.sources])
     entry = manifest.entry(name)
@@ -157,6 +180,8 @@ def _release(folder: Path, source: str) -> tuple[Dataset, Any]:
 
 
 def _official(folder: Path, source: str) -> tuple[Dataset, Any]:
+    from pb_build.eval.importers import get_importer, import_record
+
     test_dir = test_dir_of(folder)
     names = sorted(p.name[: -len(JSONL_SUFFIX)] for p in test_dir.glob(f"*{JSONL_SUFFIX}"))
     if not names:

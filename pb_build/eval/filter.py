@@ -1,8 +1,9 @@
 """``pb-build filter``: drop samples that too many probe models answer correctly at the first turn.
 
-The paper's rule (benchmark.md §11): a sample is dropped when at least 25 % of the probe models answer it
-correctly at the first turn in zero-shot MCQA without hints. "Correctly at the first turn" is the first turn's
-category verdict, so on ROD (categories are not accepted at turn 1) nothing is dropped, as officially.
+The paper's rule (ProactiveBench, arXiv 2603.19466, §3.3 and App. A.8): a sample is dropped when at least 25 % of
+the probe models answer it correctly at the first turn in zero-shot MCQA without hints. "Correctly at the first
+turn" is the first turn's category verdict, so on ROD (categories are not accepted at turn 1) nothing is dropped, as
+officially.
 
 The kept ids are recorded in the release three ways: ``test/<Name>_filter.json`` (a plain JSON list, usable as
 ``FILTER[<Name>]`` by the official loader pattern), a native config ``<source>_filtered`` holding only the kept
@@ -24,7 +25,7 @@ from pb_build.eval.run import RUN_FILE, TRAJECTORIES, read_jsonl
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.release_folder import finish, update_folder
-from pb_build.writers.card import release_card
+from pb_build.writers.card import read_preview, release_card
 from pb_build.writers.native import ParquetShards, read_rows
 
 THRESHOLD = 0.25
@@ -123,8 +124,9 @@ def write(release: Path, result: FilterResult, overwrite: bool = False) -> dict[
             "counts": {"before": len(result.correct_counts), "kept": len(result.kept_ids)},
             "files": {"official": official_rel, "native": native},
         }
-        finish(staging, manifest, release_card(manifest, lambda rel: _newest(staging, release, rel).stat().st_size),
-               sums=False)
+        card = release_card(manifest, lambda rel: _newest(staging, release, rel).stat().st_size,
+                            preview=read_preview(release))
+        finish(staging, manifest, card, sums=False)
     return entry.filter
 
 

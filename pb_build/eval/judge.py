@@ -1,9 +1,12 @@
-"""The open-ended judge (benchmark.md §10.2): the official prompts and parsing, and a causal-LM judge.
+"""The open-ended judge (ProactiveBench, arXiv 2603.19466, App. B): the official prompts and parsing, and a
+causal-LM judge.
 
 ``SYSTEM_PROMPT``, ``USER_PROMPT``, ``judge_messages`` and ``parse_judge_prediction`` reproduce
 ``proactivebench.open_ended_gen`` (proactivebench 0.1.1, MIT licence, (c) its authors) exactly. The judge model
 defaults to Qwen3-8B with thinking enabled; any causal LM with a chat template works. Only the text after the
-last ``</think>`` token is parsed (its id is looked up in the judge's tokenizer). The judge can run as a second
+last ``</think>`` token is parsed (its id is looked up in the judge's tokenizer); an answer that ends inside the
+thinking (no ``</think>`` within ``max_new_tokens``) is counted as unparsed, never parsed from the thinking text.
+The judge can run as a second
 pass over a run's saved generations.
 """
 
@@ -36,6 +39,7 @@ SYSTEM_PROMPT = (
 )
 USER_PROMPT = ("### User Prompt:\n{user_prompt}\n### Correct Answers (List):\n{correct_answers}\n"
                "### System Output:\n{generated_answer}")
+THINKING_UNFINISHED = "the judge's answer ended inside its thinking (raise --judge-max-new-tokens)"
 _BITS = re.compile(r"[01](?:\s*,\s*[01])*")
 
 
@@ -92,6 +96,10 @@ def after_last(ids: list[int], marker: int | None) -> list[int]:
     return ids[len(ids) - ids[::-1].index(marker):]
 
 
+class ThinkingUnfinished(str):
+    """A judge output that ended inside its thinking: kept for the record, scored as unparsed."""
+
+
 @dataclass
 class CausalJudge:
     """A causal LM judge answering batches of message lists (left padding, thinking enabled)."""
@@ -103,6 +111,7 @@ class CausalJudge:
     enable_thinking: bool = True
     name: str = ""
     think_end: int | None = field(default=None, init=False)
+    think_start: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         tok = self.tokenizer
@@ -112,15 +121,19 @@ class CausalJudge:
             tok.pad_token = tok.eos_token
         end = tok.convert_tokens_to_ids("</think>")
         self.think_end = end if isinstance(end, int) and end != tok.unk_token_id else None
+        start = tok.convert_tokens_to_ids("<think>")
+        self.think_start = start if isinstance(start, int) and start != tok.unk_token_id else None
 
     @classmethod
     def from_pretrained(cls, path: str, *, device: str = "auto", dtype: str = "auto",
                         max_new_tokens: int = JUDGE_MAX_NEW_TOKENS, sample: bool = False) -> CausalJudge:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from pb_build.eval.backends import _resolve, require_eval_extra
+        from pb_build.eval.backends import _resolve, check_device, check_model_path, require_eval_extra
 
         require_eval_extra()
+        check_model_path(path)
+        check_device(device)
         dev, dt = _resolve(device, dtype)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
@@ -135,7 +148,8 @@ class CausalJudge:
                 "think_end_token_id": self.think_end}
 
     def __call__(self, batch: list[list[dict[str, str]]]) -> list[str]:
-        """The user-visible judge outputs (after the last ``</think>``) for a batch of conversations."""
+        """The user-visible judge outputs (after the last ``</think>``) for a batch of conversations; an output
+        still inside its thinking comes back as :class:`ThinkingUnfinished`."""
         import torch
 
         enc = self.tokenizer.apply_chat_template(
@@ -149,8 +163,14 @@ class CausalJudge:
         with torch.inference_mode():
             out = self.model.generate(**enc, **kwargs)
         n_in = enc["input_ids"].shape[1]
-        return [self.tokenizer.decode(after_last(row[n_in:].tolist(), self.think_end),
-                                      skip_special_tokens=True).strip("\n") for row in out]
+        answers: list[str] = []
+        for prompt, row in zip(enc["input_ids"].tolist(), out, strict=True):
+            ids = row[n_in:].tolist()
+            text = self.tokenizer.decode(after_last(ids, self.think_end), skip_special_tokens=True).strip("\n")
+            opened = self.think_start is not None and (self.think_start in ids or self.think_start in prompt[-3:])
+            thinking = opened and self.think_end not in ids
+            answers.append(ThinkingUnfinished(text) if thinking else text)
+        return answers
 
 
 def judge_generations(generations: list[dict[str, Any]], judge: Any, batch_size: int = 8) -> list[dict[str, Any]]:
@@ -172,6 +192,9 @@ def judge_generations(generations: list[dict[str, Any]], judge: Any, batch_size:
                 out.append({**g, "status": "failed", "error": f"judge: {type(raw).__name__}: {raw}",
                             "judge_output": None, **Verdict(reason="judge failed").as_dict()})
                 continue
-            verdict = parse(g["valid_answers"], raw, alias(g["official_name"]))
+            if isinstance(raw, ThinkingUnfinished):
+                verdict = Verdict(reason=THINKING_UNFINISHED)
+            else:
+                verdict = parse(g["valid_answers"], raw, alias(g["official_name"]))
             out.append({**g, "judge_output": raw, **verdict.as_dict()})
     return out

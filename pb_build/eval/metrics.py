@@ -4,7 +4,8 @@
   the mean over sources, as in Table 1.
 * Failed samples stay in the denominators (counted incorrect, contributing ``max(num_turns - 1, 0)`` to psr), so
   a failure can only lower a score and is reported in ``failed``; the official example's -1 for a sample with
-  zero turns is not copied (benchmark.md §9).
+  zero turns (the official ``tests/mcqa.py`` stops a sample on a processor error, possibly before any turn) is
+  not copied.
 * OEG: ps, cc and agg are percentages of samples whose judge vector has a 1 among the first T answers, after
   them, or anywhere; an unparsed judge output scores 0 on all three, as officially.
 """

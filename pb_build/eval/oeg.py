@@ -1,54 +1,52 @@
-"""The official open-ended valid answers and judge thresholds (benchmark.md §9-§10).
+"""The official open-ended valid answers and judge thresholds (paper §4, open-ended generation).
 
 ``valid_answers`` returns what the official ``env.get_open_ended_gen_answers()`` returns at the first frame: a
-comma-separated string whose first ``THRESHOLDS[alias]`` items are proactive suggestions and the rest the
-category. It is keyed by official name (knowledge of the official format, not per-source evaluation code).
+comma-separated string whose first ``threshold`` items are proactive suggestions and the rest the category. Both
+are data the source put on the episode (``Episode.spec``), so any release evaluates without its source's code.
 """
 
 from __future__ import annotations
 
-from pb_build.episode import Episode
+from collections.abc import Iterator, Mapping
+
+from pb_build.episode import Episode, EpisodeSpec
 from pb_build.errors import PbBuildError
-from pb_build.eval.prompts import official_name
-from pb_build.eval.sources import alias
-
-#: ``PREDICTION_THR`` of ``proactivebench.open_ended_gen``, keyed by alias.
-THRESHOLDS: dict[str, int] = {"ROD": 2, "VSOD": 3, "MVP-N": 2, "IN-C": 1, "QD": 1, "CIT": 2, "COCO": 2}
-REWIND = "Rewind the video."
 
 
-def _bare(text: str) -> str:
-    return text.replace(".", "")
+def _spec(ep: Episode) -> EpisodeSpec:
+    spec = ep.spec
+    if spec is None:
+        raise PbBuildError(f"episode {ep.key}: no open-ended answers (the episode carries no source spec)")
+    return spec
 
 
 def valid_answers(ep: Episode) -> str:
     """The valid-answer string of the episode's first state, exactly as the official environment builds it."""
-    name = official_name(ep)
-    category = _bare(ep.answer)
-    first = ep.states[ep.initial_state]
-    match name:
-        case "Realistic-Occlusion-Dataset":
-            return "Move the blocks, Move the camera."
-        case "OcclusionDataSet-MM20":
-            return f"Wait for the occlusion to disappear, Rewind the video, Move the camera, {category}."
-        case "MVP-N":
-            return "Rotate the object, Move the camera."
-        case "ImageNet-C":
-            return ", ".join([*(_bare(ep.options[i]) for i in first.valid), category]) + "."
-        case "QuickDraw":
-            return f"Add more details to the drawing, {category}."
-        case "ChangeIt":
-            # Rewind is hidden at the first frame, then appended again (environment.py, ChangeIt).
-            waits = [o for i, o in enumerate(ep.options) if i not in ep.abstain and o != REWIND]
-            return ",".join(_bare(a) for a in [*waits, REWIND, ep.answer]) + "."
-        case "coco2014":
-            return f"Move the camera, Move farther from the object, {category}."
-    raise PbBuildError(f"episode {ep.key}: no open-ended answers for source {name or ep.source!r}")
+    return _spec(ep).oeg_answers
 
 
 def threshold(ep: Episode) -> int:
     """How many leading valid answers are proactive suggestions."""
-    key = alias(official_name(ep))
-    if key not in THRESHOLDS:
-        raise PbBuildError(f"episode {ep.key}: no OEG threshold for source {key or ep.source!r}")
-    return THRESHOLDS[key]
+    return _spec(ep).oeg_threshold
+
+
+class _Thresholds(Mapping[str, int]):
+    """``PREDICTION_THR`` of ``proactivebench.open_ended_gen``, keyed by alias, from the registered sources (for
+    judging saved generations, which name only the alias)."""
+
+    def _table(self) -> dict[str, int]:
+        from pb_build.builders import REGISTRY
+
+        return {s.official.alias: s.official.oeg_threshold for s in REGISTRY.values()}
+
+    def __getitem__(self, key: str) -> int:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+THRESHOLDS: Mapping[str, int] = _Thresholds()

@@ -27,13 +27,24 @@ from pb_build.replay import Policy, Replay
 
 @dataclass(frozen=True)
 class Query:
-    """One state to answer: the frame (index into ``episode.frames``) and the prompt text."""
+    """One state to answer: the frame (index into ``episode.frames``) and the prompt text; ``context`` holds
+    earlier (frame bytes, prompt, answer) turns for the conversation-history and in-context variants."""
 
     uid: int
     episode: Episode
     frame: int
     prompt: str
     replay: Replay | None = None
+    context: tuple[tuple[bytes, str, str], ...] = ()
+
+
+def icl_context(examples: Iterable[Episode], hint: bool = False, cot: bool = False) -> tuple[tuple[bytes, str, str],
+                                                                                               ...]:
+    """The in-context turns of example episodes (``prompts.icl_example``), as (frame bytes, prompt, answer)."""
+    from pb_build.eval.prompts import icl_example
+
+    return tuple((ep.frames[int(s["frame"])], str(s["prompt"]), str(s["answer"]))
+                 for ep in examples for s in icl_example(ep, hint, cot))
 
 
 Answer = str | BaseException
@@ -98,8 +109,12 @@ def _mcqa_record(a: _Active, error: str | None, hint: bool) -> dict[str, Any]:
 
 def run_mcqa(items: Iterable[Item], decide: Decide, *, batch_size: int = 16, hint: bool = False,
              reference: bool = False, on_record: OnRecord | None = None, progress: bool = False,
-             total: int | None = None) -> list[dict[str, Any]]:
-    """Play every item to the end; one trajectory record per item, in the order episodes finish."""
+             total: int | None = None, history: bool = False,
+             examples: tuple[tuple[bytes, str, str], ...] = ()) -> list[dict[str, Any]]:
+    """Play every item to the end; one trajectory record per item, in the order episodes finish.
+
+    ``history`` keeps the episode's earlier turns in the conversation (paper §4.3); ``examples`` are in-context
+    turns put before every conversation (``icl_context``)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     queue = deque(enumerate(items))
@@ -119,8 +134,8 @@ def run_mcqa(items: Iterable[Item], decide: Decide, *, batch_size: int = 16, hin
             while queue and len(active) < batch_size:
                 uid, item = queue.popleft()
                 active.append(_Active(uid, item, Replay(item.episode, reference=reference)))
-            queries = [Query(a.uid, a.item.episode, a.replay.frame, mcqa_prompt(a.replay, hint), a.replay)
-                       for a in active]
+            queries = [Query(a.uid, a.item.episode, a.replay.frame, mcqa_prompt(a.replay, hint), a.replay,
+                             examples + (_history(a) if history else ())) for a in active]
             answers = decide(queries)
             if len(answers) != len(queries):
                 raise RuntimeError(f"decider returned {len(answers)} answers for {len(queries)} states")
@@ -144,6 +159,11 @@ def run_mcqa(items: Iterable[Item], decide: Decide, *, batch_size: int = 16, hin
     finally:
         bar.close()
     return records
+
+
+def _history(a: _Active) -> tuple[tuple[bytes, str, str], ...]:
+    frames = a.item.episode.frames
+    return tuple((frames[t["frame"]], t["prompt"], t["answer"]) for t in a.turns)
 
 
 def run_oeg(items: Iterable[Item], decide: Decide, *, batch_size: int = 16, hint: bool = False,

@@ -1,22 +1,54 @@
-"""Official source names, the aliases of the paper's tables, and resolving a user's ``--source``."""
+"""Official source names, the aliases of the paper's tables, and resolving a user's ``--source``.
+
+An episode carries its alias (``Episode.spec``); the tables here are derived from the registered sources for
+the places that only have a name (a saved run, a user's ``--source``), so a new source needs no line here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from pb_build.errors import PbBuildError
 
-ALIASES: dict[str, str] = {
-    "Realistic-Occlusion-Dataset": "ROD",
-    "OcclusionDataSet-MM20": "VSOD",
-    "MVP-N": "MVP-N",
-    "ImageNet-C": "IN-C",
-    "QuickDraw": "QD",
-    "ChangeIt": "CIT",
-    "coco2014": "COCO",
-}
-OFFICIAL_NAMES: dict[str, str] = {alias: name for name, alias in ALIASES.items()}
-TABLE_ORDER = tuple(ALIASES.values())
+
+class _Derived(Mapping[str, str]):
+    """A name table computed from the registry on use (sources may be registered by installed packages)."""
+
+    def __init__(self, table: Callable[[], dict[str, str]]):
+        self._table = table
+
+    def __getitem__(self, key: str) -> str:
+        return self._table()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+def _aliases() -> dict[str, str]:
+    from pb_build.builders import REGISTRY
+
+    return {s.info.official_name: s.official.alias for s in REGISTRY.values()}
+
+
+#: Official name -> the paper's alias, e.g. QuickDraw's is QD.
+ALIASES: Mapping[str, str] = _Derived(_aliases)
+OFFICIAL_NAMES: Mapping[str, str] = _Derived(lambda: {a: n for n, a in _aliases().items()})
+
+
+class _Order(Sequence[str]):
+    """The aliases in the paper's table order (the registry's order)."""
+
+    def __getitem__(self, index):  # type: ignore[override]
+        return tuple(_aliases().values())[index]
+
+    def __len__(self) -> int:
+        return len(_aliases())
+
+
+TABLE_ORDER: Sequence[str] = _Order()
 
 
 def alias(official_name: str) -> str:

@@ -1,8 +1,8 @@
 """Tiny randomly initialised models of real architectures, built from configs (no downloads).
 
-Used by the tests, the benchmark and dry runs: a byte-level tokenizer with ChatML templates, a tiny
-Qwen2.5-VL or LLaVA-OneVision vision-language model with its (image-only) processor, a tiny Qwen3 judge, and a
-Qwen2.5-VL-3B-sized configuration for GPU throughput measurements (evaluator.md §3, §4, §8, §9).
+Used by the tests, the benchmark and dry runs: a byte-level tokenizer with ChatML templates, a tiny Qwen2.5-VL,
+LLaVA-OneVision or InternVL3 (HF-native ``InternVL``) vision-language model with its (image-only) processor, a tiny
+Qwen3 judge, and a Qwen2.5-VL-3B-sized configuration for GPU throughput measurements.
 """
 
 from __future__ import annotations
@@ -16,15 +16,19 @@ QWEN_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|
 QWEN_IMAGE_TAG = "<|vision_start|><|image_pad|><|vision_end|>"
 LLAVA_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
 LLAVA_PINS = [[28, 28], [28, 56], [56, 28], [56, 56]]
+INTERNVL_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
+INTERNVL_NAMED = {"start_image_token": "<img>", "end_image_token": "</img>", "context_image_token": "<IMG_CONTEXT>",
+                  "video_token": "<video>"}
 JUDGE_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
 JUDGE_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
                   "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is "
                   "defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}{% endif %}")
-ARCHITECTURES = ("qwen2_5_vl", "llava_onevision")
+ARCHITECTURES = ("qwen2_5_vl", "llava_onevision", "internvl")
 
 
-def tiny_tokenizer(specials: list[str], eos: str, pad: str):
-    """A byte-level BPE tokenizer without merges (one token per byte) plus special tokens."""
+def tiny_tokenizer(specials: list[str], eos: str, pad: str, named: dict[str, str] | None = None):
+    """A byte-level BPE tokenizer without merges (one token per byte) plus special tokens (``named``: the
+    processor's named special tokens, e.g. InternVL's ``context_image_token``)."""
     from tokenizers import AddedToken
     from tokenizers.pre_tokenizers import ByteLevel
     from transformers import Qwen2Tokenizer
@@ -32,7 +36,8 @@ def tiny_tokenizer(specials: list[str], eos: str, pad: str):
     vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
     for t in specials:
         vocab.setdefault(t, len(vocab))
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], eos_token=eos, pad_token=pad, unk_token=pad)
+    kw = {"extra_special_tokens": named} if named else {}
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], eos_token=eos, pad_token=pad, unk_token=pad, **kw)
     tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     return tok
 
@@ -95,6 +100,19 @@ def tiny_vlm(architecture: str = "qwen2_5_vl", seed: int = 0):
         image_proc = LlavaOnevisionImageProcessorPil(size={"height": 28, "width": 28}, image_grid_pinpoints=LLAVA_PINS)
         proc = procs["llava_onevision"](image_proc, tok, num_image_tokens=4, vision_feature_select_strategy="full",
                                         chat_template=tok.chat_template)
+    elif architecture == "internvl":
+        from transformers import InternVLConfig
+        from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import GotOcr2ImageProcessorPil
+
+        tok = tiny_tokenizer(INTERNVL_SPECIALS, "<|im_end|>", "<|endoftext|>", INTERNVL_NAMED)
+        tok.chat_template = chatml("<IMG_CONTEXT>\n")
+        config = InternVLConfig(
+            text_config=dict(_text(tok), model_type="qwen2"),
+            vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                               image_size=[56, 56], patch_size=[14, 14]),
+            image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"), image_seq_length=4, downsample_ratio=0.5)
+        image_proc = GotOcr2ImageProcessorPil(size={"height": 56, "width": 56}, crop_to_patches=True, max_patches=4)
+        proc = procs["internvl"](image_proc, tok, image_seq_length=4, chat_template=tok.chat_template)
     else:
         raise ValueError(f"unknown tiny architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
     torch.manual_seed(seed)
@@ -104,7 +122,8 @@ def tiny_vlm(architecture: str = "qwen2_5_vl", seed: int = 0):
 
 def stock_processor_class(model) -> str:
     """The stock processor class name of a tiny model (what a Hub checkpoint's processor_config names)."""
-    return {"qwen2_5_vl": "Qwen2_5_VLProcessor", "llava_onevision": "LlavaOnevisionProcessor"}[
+    return {"qwen2_5_vl": "Qwen2_5_VLProcessor", "llava_onevision": "LlavaOnevisionProcessor",
+            "internvl": "InternVLProcessor"}[
         model.config.model_type]
 
 

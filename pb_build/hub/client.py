@@ -13,18 +13,34 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled, Reposit
 from pb_build.errors import PbBuildError
 
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-VERSION_RE = re.compile(r"^\d+\.\d+\.\d+$")
+VERSION_RE = re.compile(r"^v?(\d+\.\d+\.\d+)$")
 
 
 def check_repo_and_version(repo_id: str, version: str | None) -> str | None:
-    """Validate NAMESPACE/NAME and X.Y.Z; return the tag ``vX.Y.Z``."""
+    """Validate NAMESPACE/NAME and X.Y.Z (``vX.Y.Z`` accepted, like the tag); return the tag ``vX.Y.Z``."""
     if not REPO_RE.match(repo_id):
         raise PbBuildError(f"--repo {repo_id!r}: expected NAMESPACE/NAME")
     if version is None:
         return None
-    if not VERSION_RE.match(version):
+    match = VERSION_RE.match(version)
+    if not match:
         raise PbBuildError(f"--version {version!r}: expected MAJOR.MINOR.PATCH, e.g. 1.0.0")
-    return f"v{version}"
+    return f"v{match.group(1)}"
+
+
+@contextmanager
+def hub_progress_bars(enabled: bool) -> Iterator[None]:
+    """huggingface_hub's own progress bars on or off for the duration (restored afterwards)."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    switch_off = not enabled and not are_progress_bars_disabled()
+    if switch_off:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if switch_off:
+            enable_progress_bars()
 
 
 def make_api(token: str | None, need_token: bool) -> HfApi:

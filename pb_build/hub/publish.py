@@ -12,24 +12,28 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+from tqdm.auto import tqdm
 
 from pb_build import __version__
 from pb_build.errors import PbBuildError
-from pb_build.hub.client import check_repo_and_version, hub_errors, make_api, status_of
+from pb_build.hub.client import check_repo_and_version, hub_errors, hub_progress_bars, make_api, status_of
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.verify import verify_release
-from pb_build.writers.card import release_card
+from pb_build.writers.card import read_preview, release_card
 
 META = ("README.md", manifests.MANIFEST, provenance.SUMS, "CHANGELOG.md")
 ATTEMPTS = 3
+UPLOAD_CHUNK = 64  # files per pre-upload call: the overall progress bar advances once per chunk
 Echo = Callable[[str], None]
 
 
@@ -57,6 +61,39 @@ class PushPlan:
     unchanged: list[str]
     deletions: list[str]
     changelog_entry: str
+    configs: list[str] = field(default_factory=list)  # the dataset configs of the repo after the push
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes of each file in ``files``
+    create_repo: bool = False
+    commit: str | None = None  # set once the commit exists
+
+    def upload_bytes(self) -> int:
+        return sum(self.sizes[p] for p in self.additions)
+
+    def summary(self, repo_id: str, dry_run: bool) -> dict[str, Any]:
+        """The push as data (``pb-build push --json``): counts and bytes per folder, not every path."""
+        uploads: dict[str, dict[str, int]] = defaultdict(lambda: {"files": 0, "bytes": 0})
+        for rel in self.additions:
+            uploads[folder_of(rel)]["files"] += 1
+            uploads[folder_of(rel)]["bytes"] += self.sizes[rel]
+        deletions: dict[str, dict[str, int]] = defaultdict(lambda: {"files": 0})
+        for rel in self.deletions:
+            deletions[folder_of(rel)]["files"] += 1
+        return {
+            "repo": repo_id, "tag": self.tag, "version": self.tag[1:], "dry_run": dry_run,
+            "create_repo": self.create_repo, "commit": self.commit,
+            "upload": {"files": len(self.additions), "bytes": self.upload_bytes(),
+                       "folders": dict(sorted(uploads.items()))},
+            "unchanged": len(self.unchanged),
+            "delete": {"files": len(self.deletions), "folders": dict(sorted(deletions.items()))},
+            "verified": 0 if dry_run else len(self.sums),
+            "load": [f'load_dataset("{repo_id}", "{c}", revision="{self.tag}")' for c in self.configs],
+        }
+
+
+def folder_of(rel: str) -> str:
+    """The folder a release file is summarised under: ``quickdraw/``, ``test/``, ``test/QuickDraw/`` or ``./``."""
+    parts = rel.split("/")
+    return "./" if len(parts) == 1 else "/".join(parts[:min(2, len(parts) - 1)]) + "/"
 
 
 def git_blob_sha1(data: bytes) -> str:
@@ -142,7 +179,7 @@ def plan_push(release: Path, repo_id: str, tag: str, remote: RemoteState, stagin
         return files[rel].stat().st_size if rel in files else remote.sizes.get(rel, 0)
 
     versions = [tag, *sorted(remote.tags, reverse=True)]
-    card = release_card(manifest, size, repo_id=repo_id, versions=versions)
+    card = release_card(manifest, size, repo_id=repo_id, versions=versions, preview=read_preview(release))
     manifest_text = manifests.dumps(manifest.to_dict())
     for name, text in (("README.md", card), ("CHANGELOG.md", changelog), (manifests.MANIFEST, manifest_text)):
         (staging / name).write_text(text, encoding="utf-8", newline="\n")
@@ -152,7 +189,9 @@ def plan_push(release: Path, repo_id: str, tag: str, remote: RemoteState, stagin
     files[provenance.SUMS] = staging / provenance.SUMS
     additions = sorted(p for p in files if _differs(files[p], remote.oids.get(p)))
     unchanged = sorted(p for p in files if p not in additions)
-    return PushPlan(tag, files, sums, additions, unchanged, deletions, entry)
+    configs = [e.source for e in manifest.sources]
+    sizes = {p: f.stat().st_size for p, f in files.items()}
+    return PushPlan(tag, files, sums, additions, unchanged, deletions, entry, configs, sizes)
 
 
 def _differs(local: Path, remote: tuple[str, str] | None) -> bool:
@@ -173,15 +212,20 @@ def _remote_state(api: HfApi, repo_id: str, scratch: Path) -> RemoteState | None
 
 
 def push(release: Path, repo_id: str, version: str, *, private: bool = False, dry_run: bool = False,
-         token: str | None = None, echo: Echo = print) -> PushPlan:
-    """Publish ``release`` to ``repo_id`` as version ``version`` (tag ``vX.Y.Z``); see the module docstring."""
+         token: str | None = None, echo: Echo = print, progress: bool = False, verbose: bool = False) -> PushPlan:
+    """Publish ``release`` to ``repo_id`` as version ``version`` (tag ``vX.Y.Z``); see the module docstring.
+
+    ``progress`` shows one overall upload bar (huggingface_hub's per-file bars stay off); ``verbose`` makes a dry
+    run list every path instead of counts and bytes per folder.
+    """
     tag = check_repo_and_version(repo_id, version)
     assert tag is not None
     result = verify_release(release)
     if result.problems:
         raise PbBuildError(f"{release}: the release does not verify ({result.problems[0]}); run pb-build verify")
     api = make_api(token, need_token=not dry_run)
-    with hub_errors(repo_id), tempfile.TemporaryDirectory(prefix="pb-build-push-") as tmp:
+    with hub_errors(repo_id), hub_progress_bars(False), \
+            tempfile.TemporaryDirectory(prefix="pb-build-push-") as tmp:
         scratch = Path(tmp)
         for attempt in range(ATTEMPTS):
             remote = _remote_state(api, repo_id, scratch / f"remote{attempt}")
@@ -191,16 +235,18 @@ def push(release: Path, repo_id: str, version: str, *, private: bool = False, dr
             staging = scratch / f"staging{attempt}"
             staging.mkdir()
             plan = plan_push(release, repo_id, tag, remote or RemoteState(), staging)
+            plan.create_repo = remote is None
             if dry_run:
-                _print_plan(plan, repo_id, remote is None, echo)
+                _print_plan(plan, repo_id, echo, verbose)
                 return plan
             if remote is None:
                 api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
                 continue  # read the new repo's head (it has an initial commit) and plan again
-            operations = [CommitOperationAdd(p, str(plan.files[p])) for p in sorted(plan.files)]
-            operations += [CommitOperationDelete(p) for p in plan.deletions]
+            additions = [CommitOperationAdd(p, str(plan.files[p])) for p in sorted(plan.files)]
             try:
-                commit = api.create_commit(repo_id, operations, repo_type="dataset", parent_commit=remote.head,
+                _upload(api, repo_id, additions, plan, progress)
+                commit = api.create_commit(repo_id, [*additions, *(CommitOperationDelete(p) for p in plan.deletions)],
+                                           repo_type="dataset", parent_commit=remote.head,
                                            commit_message=f"Release {tag}", commit_description=plan.changelog_entry)
             except HfHubHTTPError as err:
                 if status_of(err) == 412 and attempt + 1 < ATTEMPTS:
@@ -211,28 +257,60 @@ def push(release: Path, repo_id: str, version: str, *, private: bool = False, dr
                 cause = err.__cause__ or err.__context__
                 raise PbBuildError(f"{repo_id}: upload failed, nothing was committed or tagged ({err}"
                                    f"{': ' + str(cause).splitlines()[0] if cause else ''})") from None
+            plan.commit = commit.oid
             api.create_tag(repo_id, tag=tag, revision=commit.oid, tag_message=plan.changelog_entry,
                            repo_type="dataset")
             verify_remote(api, repo_id, tag, plan.sums, scratch / "verify")
             echo(f"published {repo_id} {tag} (commit {commit.oid[:12]}): {len(plan.additions)} file(s) added or "
                  f"changed, {len(plan.deletions)} deleted, {len(plan.sums)} verified against SHA256SUMS")
-            configs = [e.source for e in manifests.read(staging).sources]
-            for config in configs:
-                echo(f'load it with: load_dataset("{repo_id}", "{config}", revision="{tag}")')
+            for line in plan.summary(repo_id, dry_run=False)["load"]:
+                echo(f"load it with: {line}")
             return plan
         raise PbBuildError(f"{repo_id}: the repo kept moving; gave up after {ATTEMPTS} attempts")
 
 
-def _print_plan(plan: PushPlan, repo_id: str, create: bool, echo: Echo) -> None:
-    if create:
+def _upload(api: HfApi, repo_id: str, additions: list[CommitOperationAdd], plan: PushPlan, progress: bool) -> None:
+    """Upload the changed files' content before the commit, under one overall progress bar (bytes)."""
+    wanted = set(plan.additions)
+    changed = [op for op in additions if op.path_in_repo in wanted]
+    with tqdm(total=plan.upload_bytes(), unit="B", unit_scale=True, desc=f"push {repo_id}",
+              disable=not progress) as bar:
+        for start in range(0, len(changed), UPLOAD_CHUNK):
+            chunk = changed[start:start + UPLOAD_CHUNK]
+            api.preupload_lfs_files(repo_id, chunk, repo_type="dataset", free_memory=False)
+            bar.update(sum(plan.sizes[op.path_in_repo] for op in chunk))
+
+
+def _print_plan(plan: PushPlan, repo_id: str, echo: Echo, verbose: bool) -> None:
+    summary = plan.summary(repo_id, dry_run=True)
+    if plan.create_repo:
         echo(f"would create dataset repo {repo_id}")
-    echo(f"would upload {len(plan.additions)} file(s) ({len(plan.unchanged)} unchanged):")
-    for p in plan.additions:
-        echo(f"  + {p}")
-    echo(f"would delete {len(plan.deletions)} file(s):")
-    for p in plan.deletions:
-        echo(f"  - {p}")
-    echo(f"would tag the commit {plan.tag}")
+    echo(f"would upload {len(plan.additions)} file(s), {_size(summary['upload']['bytes'])} "
+         f"({len(plan.unchanged)} unchanged):")
+    _print_files("+", plan.additions, summary["upload"]["folders"], echo, verbose)
+    echo(f"would delete {len(plan.deletions)} file(s)" + (":" if plan.deletions else ""))
+    _print_files("-", plan.deletions, summary["delete"]["folders"], echo, verbose)
+    echo(f"would tag the commit {plan.tag}" + ("" if verbose else " (--verbose lists every path)"))
+
+
+def _print_files(sign: str, paths: list[str], folders: dict[str, dict[str, int]], echo: Echo, verbose: bool) -> None:
+    """Every path (``verbose``), or one line per folder with its file count (and bytes, when known)."""
+    if verbose:
+        for rel in paths:
+            echo(f"  {sign} {rel}")
+        return
+    for folder, n in folders.items():
+        size = f" {_size(n['bytes']):>10s}" if "bytes" in n else ""
+        echo(f"  {sign} {folder:32s} {n['files']:6d} file(s){size}")
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 def verify_remote(api: HfApi, repo_id: str, revision: str, sums: dict[str, str], scratch: Path) -> None:

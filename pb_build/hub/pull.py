@@ -6,18 +6,19 @@ import shutil
 from pathlib import Path
 
 from pb_build.errors import PbBuildError
-from pb_build.hub.client import check_repo_and_version, hub_errors, make_api
+from pb_build.hub.client import check_repo_and_version, hub_errors, hub_progress_bars, make_api
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.release_folder import new_folder
 
 
-def pull(repo_id: str, version: str, out: Path, *, token: str | None = None, overwrite: bool = False) -> Path:
+def pull(repo_id: str, version: str, out: Path, *, token: str | None = None, overwrite: bool = False,
+         progress: bool = True) -> Path:
     """Download ``vX.Y.Z`` of ``repo_id`` to ``out`` (atomically) and check it against its SHA256SUMS."""
     tag = check_repo_and_version(repo_id, version)
     api = make_api(token, need_token=False)
     with new_folder(out, overwrite) as tmp:
-        with hub_errors(repo_id):
+        with hub_errors(repo_id), hub_progress_bars(progress):
             tags = {t.name for t in api.list_repo_refs(repo_id, repo_type="dataset").tags}
             if tag not in tags:
                 known = ", ".join(sorted(tags)) or "none"

@@ -78,6 +78,12 @@ class SourceEntry:
     tables: dict[str, Table] = field(default_factory=dict)
     official_fields: list[str] = field(default_factory=list)
     filter: dict[str, Any] | None = None
+    # Valid raw items the source's eligibility rules excluded: how many per reason, and each one.
+    ineligible: dict[str, int] = field(default_factory=dict)
+    ineligible_items: list[dict[str, Any]] = field(default_factory=list)
+    # The source's card metadata (title, licence, attribution, homepage, citation, description), so the card and
+    # verify need no source code.
+    info: dict[str, str] = field(default_factory=dict)
 
     @property
     def synthetic_sample(self) -> bool:
@@ -151,6 +157,9 @@ def load(path: Path) -> Manifest:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ManifestError(f"{path}: cannot read the manifest ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"{path}: not a pb-build manifest (not UTF-8 text: {exc.reason} at byte "
+                            f"{exc.start})") from None
     try:
         data = json.loads(text)
     except ValueError as exc:
@@ -223,7 +232,17 @@ def _entry(e: Any, where: str) -> SourceEntry:
                 for name, t in tables.items() if _is_object(t, f"{where}.tables.{name}")},
         official_fields=_get(e, "official_fields", list, where, []),
         filter=_get(e, "filter", (dict, type(None)), where, None),
+        ineligible=_counts_by_reason(_get(e, "ineligible", dict, where, {}), f"{where}.ineligible"),
+        ineligible_items=_get(e, "ineligible_items", list, where, []),
+        info={k: v for k, v in _get(e, "info", dict, where, {}).items() if isinstance(v, str)},
     )
+
+
+def _counts_by_reason(value: dict[str, Any], where: str) -> dict[str, int]:
+    for reason, n in value.items():
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ManifestError(f"{where}: the count of {reason!r} must be a non-negative integer, got {n!r}")
+    return value
 
 
 def _is_object(value: Any, where: str) -> bool:

@@ -9,17 +9,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pb_build.hashing import sha256_file  # noqa: F401  (re-exported: callers use provenance.sha256_file)
+
 SUMS = "SHA256SUMS"
 CHUNK = 1 << 20
 
-
-def sha256_file(path: Path) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def release_files(root: Path) -> list[str]:
@@ -39,14 +33,30 @@ def write_sums(root: Path, known: dict[str, str] | None = None) -> Path:
     return dest
 
 
-def read_sums(root: Path) -> dict[str, str]:
-    """Parse ``SHA256SUMS`` into {path: hex digest}."""
+def parse_sums(text: str) -> tuple[dict[str, str], list[str]]:
+    """Parse the text of ``SHA256SUMS`` into {path: hex digest} and a problem ('<line>: <cause>') for every line
+    that does not parse or lists a path twice."""
     sums: dict[str, str] = {}
-    for n, line in enumerate((root / SUMS).read_text(encoding="utf-8").splitlines(), start=1):
+    problems = []
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()  # the final newline
+    for n, line in enumerate(lines, start=1):
         digest, sep, rel = line.partition("  ")
-        if not sep or len(digest) != 64:
-            raise ValueError(f"{root / SUMS}:{n}: not a '<sha256>  <path>' line")
-        sums[rel] = digest
+        if not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest) or not rel:
+            problems.append(f"{n}: not a '<sha256>  <path>' line: {line[:80]!r}")
+        elif rel in sums:
+            problems.append(f"{n}: {rel} is listed twice")
+        else:
+            sums[rel] = digest
+    return sums, problems
+
+
+def read_sums(root: Path) -> dict[str, str]:
+    """Parse ``SHA256SUMS`` into {path: hex digest}; a line that does not parse is a ValueError naming it."""
+    sums, problems = parse_sums((root / SUMS).read_text(encoding="utf-8"))
+    if problems:
+        raise ValueError(f"{root / SUMS}:{problems[0]}")
     return sums
 
 
@@ -105,9 +115,10 @@ def _imports(path: Path, name: str, is_package: bool) -> list[str]:
 def builder_fingerprint(builder: Any) -> str:
     """sha256 over every pb_build module a source's output depends on: its builder module, the raw reader and
     the shared helpers it imports, transitively (a builder may be a module or an object defined in one)."""
-    name = builder.__name__ if isinstance(builder, ModuleType) else type(builder).__module__
+    names = [builder.__name__] if isinstance(builder, ModuleType) else \
+        [m.__name__ for m in getattr(builder, "modules", ())] or [type(builder).__module__]
     h = hashlib.sha256()
-    for module in source_modules(name):
+    for module in sorted({m for name in names for m in source_modules(name)}):
         origin = importlib.util.find_spec(module).origin
         h.update(f"{module} {sha256_file(Path(origin))}\n".encode())
     return h.hexdigest()

@@ -16,11 +16,8 @@ line overrides it. Bundled recipes live next to this module in ``recipes/`` and 
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
 import re
-import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,10 +84,13 @@ def load_recipe(name_or_path: str) -> Recipe:
     path = resolve_recipe_path(name_or_path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PbBuildError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise PbBuildError(f"{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # YAML's messages span lines
+        raise PbBuildError(f"{where}: not valid YAML ({problem})") from None
     return parse_recipe(data, path)
 
 
@@ -100,7 +100,7 @@ def parse_recipe(data: Any, path: Path) -> Recipe:
         raise PbBuildError(f"{path}: a recipe is a mapping with release, version and sources")
     unknown = set(data) - {"release", "version", "sources", "description"}
     if unknown:
-        raise PbBuildError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise PbBuildError(f"{path}: unknown key(s) {', '.join(sorted(str(k) for k in unknown))}")
     release, version, sources = data.get("release"), data.get("version"), data.get("sources")
     description = data.get("description", "")
     if not isinstance(description, str):
@@ -125,7 +125,7 @@ def _parse_source(name: Any, spec: Any, path: Path) -> RecipeSource:
         raise PbBuildError(f"{where}: must be a mapping with raw, seed and parameters")
     unknown = set(spec) - {"raw", "seed", "parameters"}
     if unknown:
-        raise PbBuildError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        raise PbBuildError(f"{where}: unknown key(s) {', '.join(sorted(str(k) for k in unknown))}")
     raw, seed, params = spec.get("raw", "fetch"), spec.get("seed", 0), spec.get("parameters") or {}
     if not isinstance(raw, str) or not raw:
         raise PbBuildError(f"{where}.raw: must be 'fetch', 'sample' or a folder")
@@ -137,7 +137,7 @@ def _parse_source(name: Any, spec: Any, path: Path) -> RecipeSource:
     if not isinstance(params, dict):
         raise PbBuildError(f"{where}.parameters: must be a mapping")
     fields = {f.name: f for f in dataclasses.fields(builder.Config) if f.name != "seed"}
-    bad = sorted(set(params) - set(fields))
+    bad = sorted(str(k) for k in set(params) - set(fields))
     if bad:
         raise PbBuildError(f"{where}.parameters: unknown parameter(s) {', '.join(bad)} "
                            f"(known: {', '.join(sorted(fields))})")
@@ -239,16 +239,5 @@ def source_jobs(sources: tuple[RecipeSource, ...], overrides: dict[str, Path], c
 
 
 def _cannot_fetch(builder: Any) -> bool:
-    """Whether ``builder.fetch`` only raises (the source must be downloaded by hand): calling it is then free."""
-    flag = getattr(builder, "can_fetch", None)
-    if flag is not None:
-        return not flag
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(builder.fetch)))
-    except (OSError, TypeError):
-        return False
-    func = tree.body[0] if tree.body else None
-    if not isinstance(func, ast.FunctionDef):
-        return False
-    body = [n for n in func.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
-    return len(body) == 1 and isinstance(body[0], ast.Raise)
+    """Whether the source must be downloaded by hand (its ``fetch`` only raises, so calling it is free)."""
+    return not getattr(builder, "can_fetch", True)

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pb_build.errors import BadRecord, PbBuildError, handle_bad
+from pb_build import imageio
+from pb_build.errors import BadRecord, Ineligible, PbBuildError, handle_bad
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -47,8 +48,11 @@ CATEGORY_HEADER = ("DIR_NAME", "ACTION_NAME")
 YOUTUBE_ID = re.compile(r"^[A-Za-z0-9_-]{11}$")
 DIR_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 # A video may be this many seconds shorter than its annotation (the authors' 1 fps extraction rounds the
-# duration); the frames of the missing tail are clamped to the last video frame. Shorter videos are bad.
+# duration); the frames of the missing tail are clamped to the last video frame.
 LENGTH_TOLERANCE_S = 1.0
+# A video up to this many seconds shorter is a valid but ineligible item (a re-upload or a trimmed download of the
+# same video: excluded and counted); a video shorter still is a bad record (truncated, or not the annotated video).
+SHORT_VIDEO_MAX_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -210,11 +214,14 @@ def read_frames(path: Path, times: Sequence[float], annotated_seconds: int) -> V
     """Decode the frames at ``times`` (seconds) of a video annotated for ``annotated_seconds`` seconds.
 
     Raises :class:`BadRecord` naming the video when it does not open or decode, reports no frames or frame rate,
-    or is more than :data:`LENGTH_TOLERANCE_S` shorter than its annotation. What the decoder logs on stderr is not
-    printed; on failure its messages become the cause.
+    or is more than :data:`SHORT_VIDEO_MAX_S` shorter than its annotation; :class:`Ineligible` when it is shorter
+    by more than :data:`LENGTH_TOLERANCE_S` but at most :data:`SHORT_VIDEO_MAX_S`. What the decoder logs on
+    stderr is not printed; on failure its messages become the cause.
     """
     import decord
 
+    with _native_stderr():
+        imageio.check_video_size(path)
     with _native_stderr() as log:
         try:
             reader = decord.VideoReader(str(path), num_threads=1)
@@ -227,9 +234,12 @@ def read_frames(path: Path, times: Sequence[float], annotated_seconds: int) -> V
     if num_frames < 1 or not math.isfinite(avg_fps) or avg_fps <= 0:
         raise BadRecord(path, f"video reports {num_frames} frame(s) at {avg_fps} fps")
     duration = num_frames / avg_fps
-    if duration < annotated_seconds - LENGTH_TOLERANCE_S:
+    if duration < annotated_seconds - SHORT_VIDEO_MAX_S:
         raise BadRecord(path, f"video ends early: {duration:.1f} s ({num_frames} frames at {avg_fps:g} fps) but "
                               f"its annotation has {annotated_seconds} seconds")
+    if duration < annotated_seconds - LENGTH_TOLERANCE_S:
+        raise Ineligible(str(path), "video shorter than its annotation",
+                         f"{duration:.1f} s for {annotated_seconds} annotated seconds")
     indices = tuple(frame_index(t, avg_fps, num_frames) for t in times)
     with _native_stderr() as log:
         try:

@@ -1,7 +1,7 @@
 """MS-COCO 2014 raw data: the ``instances_{val,train}2014.json`` annotations, the image folder, and the fetcher.
 
-Raw layout (raw-sources.md §2), looked up in this order inside the raw folder, for ``split`` = ``val`` or
-``train``:
+Raw layout (that of the published COCO 2014 archives), looked up in this order inside the raw folder, for
+``split`` = ``val`` or ``train``:
 
 * annotations: ``annotations/instances_<split>2014.json``, ``instances_<split>2014.json``, or the member
   ``annotations/instances_<split>2014.json`` of ``annotations_trainval2014.zip`` (the published archive);
@@ -37,7 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError
+from pb_build.names import check_component, check_text
+from pb_build.raw.checksums import check_download
 from pb_build.raw.download import cache_root, download
 
 OnBad = Callable[[BadRecord], None] | None
@@ -314,15 +317,24 @@ def _category(obj: Any, index: int) -> Category:
         raise ValueError(f"name must be a string of at least 2 characters without ',', '.', braces: {name!r}")
     if not isinstance(sup, str) or not sup.strip():
         raise ValueError(f"supercategory must be a non-empty string, got {sup!r}")
+    _as_value_error(check_text, name, "name")
     return Category(_int(obj, "id"), name.strip(), sup.strip(), index)
+
+
+def _as_value_error(check: Callable[[str, str, str], str], value: str, field: str) -> None:
+    """Run a :mod:`pb_build.names` check; its problem becomes the ValueError the entry readers report."""
+    try:
+        check(value, "", field)
+    except BadRecord as bad:
+        raise ValueError(bad.cause) from None
 
 
 def _image(obj: Any, index: int) -> CocoImage:
     obj = _require(obj, IMAGE_KEYS)
     file_name = obj["file_name"]
-    if (not isinstance(file_name, str) or not file_name or "/" in file_name or "\\" in file_name
-            or file_name.startswith(".") or any(c in file_name for c in "{}")):
+    if not isinstance(file_name, str) or file_name.startswith(".") or any(c in file_name for c in "{}"):
         raise ValueError(f"file_name must be a plain file name, got {file_name!r}")
+    _as_value_error(check_component, file_name, "file_name")
     licence = obj.get("license")
     return CocoImage(
         id=_int(obj, "id"), file_name=file_name, width=_int(obj, "width", 1), height=_int(obj, "height", 1),
@@ -360,18 +372,16 @@ def read_image(src: Source) -> bytes:
 
 
 def image_header(src: Source) -> tuple[int, int]:
-    """(width, height) read from the image header only; a missing or unidentifiable image is a BadRecord."""
-    from PIL import Image, UnidentifiedImageError
-
+    """(width, height) read from the image header only (size limits checked); a missing, unidentifiable or
+    oversized image is a BadRecord."""
     try:
-        with _open_source(src) as handle, Image.open(handle) as img:
-            return img.size
+        with _open_source(src) as handle:
+            width, height, _ = imageio.probe(handle, str(src))
     except FileNotFoundError:
         raise BadRecord(str(src), "image file is missing") from None
-    except UnidentifiedImageError:
-        raise BadRecord(str(src), "not an image file PIL can identify") from None
     except OSError as exc:
-        raise BadRecord(str(src), f"cannot read the image header: {exc}") from None
+        raise BadRecord(str(src), f"cannot read the image header: {exc.strerror or exc}") from None
+    return width, height
 
 
 # --------------------------------------------------------------------------------------------- fetching
@@ -397,5 +407,5 @@ def fetch(split: str, cache_dir: Path | None = None, *, base_url: str | None = N
     base = base_url or os.environ.get(URL_ENV) or BASE_URL
     folder = cache_root(cache_dir) / CACHE_SUBDIR
     for file_name, url in archive_urls(split, base).items():
-        download(url, folder / file_name, progress=progress)
+        check_download("coco", file_name, download(url, folder / file_name, progress=progress), url)
     return folder

@@ -36,8 +36,9 @@ from pb_build.errors import PbBuildError
 CACHE_ENV = "PB_BUILD_CACHE"
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_CHUNK_BYTES = 1 << 20
-DEFAULT_RETRIES = 2
+DEFAULT_RETRIES = 3
 RETRY_DELAY_S = 1.0
+MAX_RETRY_DELAY_S = 30.0
 READ_BLOCK = 1 << 16
 USER_AGENT = f"pb-build/{__version__}"
 RETRIABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
@@ -186,7 +187,7 @@ def _with_retries(action: Callable[[], None], retries: int) -> None:
         except DownloadError as exc:
             if not exc.retriable or attempt == retries:
                 raise
-            time.sleep(RETRY_DELAY_S * (attempt + 1))
+            time.sleep(min(RETRY_DELAY_S * 2 ** attempt, MAX_RETRY_DELAY_S))  # exponential backoff
 
 
 def _progress(desc: str, total: int | None, initial: int, enabled: bool) -> tqdm:
@@ -441,3 +442,50 @@ def _remote_changed(cache: _PrefixCache, remote_size: int) -> None:
     cache.reset()
     raise DownloadError(f"{cache.url}: the remote file changed (now {remote_size} bytes, {cached} cached);"
                         f" the cache of {cache.dest.name} was cleared, run again")
+
+
+# ------------------------------------------------------------------------------------------- Hugging Face Hub
+
+
+def hub_download(repo_id: str, filename: str, cache_dir: Path, *, endpoint: str | None = None,
+                 revision: str = "main", progress: bool = True, retries: int = DEFAULT_RETRIES) -> Path:
+    """One file of a Hub dataset repo through ``huggingface_hub.hf_hub_download`` (its resume, cache and
+    integrity checks), retried with backoff on connection errors and 5xx; failures are one-line
+    :class:`DownloadError`\\s naming the file's URL."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None  # read now: huggingface_hub reads it at import
+    base = (endpoint or "https://huggingface.co").rstrip("/")
+    url = f"{base}/datasets/{repo_id}/resolve/{revision}/{filename}"
+    result: list[Path] = []
+
+    def attempt() -> None:
+        try:
+            result.append(Path(hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision,
+                                               cache_dir=cache_dir, endpoint=endpoint)))
+        except EntryNotFoundError:
+            raise DownloadError(f"{url}: HTTP 404 (no such file in {repo_id}@{revision})") from None
+        except HfHubHTTPError as exc:
+            status = exc.response.status_code if exc.response is not None else None
+            raise DownloadError(f"{url}: HTTP {status}: {_first_line(exc)}",
+                                retriable=status is None or status in RETRIABLE_HTTP) from None
+        except LocalEntryNotFoundError as exc:  # connection refused or timed out, nothing cached
+            raise DownloadError(f"{url}: cannot connect ({_first_line(exc)})", retriable=True) from None
+        except OSError as exc:
+            raise DownloadError(f"{url}: {exc.strerror or exc}", retriable=True) from None
+
+    if not progress:
+        disable_progress_bars()
+    try:
+        _with_retries(attempt, retries)
+    finally:
+        if not progress:
+            enable_progress_bars()
+    return result[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__

@@ -1,6 +1,6 @@
 """ImageNet-C raw data: the published corruption tree, clean ImageNet-val-style folders, and regeneration.
 
-Two raw layouts are read (raw-sources.md §3):
+Two raw layouts are read:
 
 * ``imagenet-c``: the published tree ``<root>/<corruption>/<severity 1-5>/<wnid>/<file>.JPEG`` (Zenodo record
   2235448: noise.tar, blur.tar, weather.tar, digital.tar, extra.tar, extracted into one folder). Its files are
@@ -50,7 +50,9 @@ from typing import Any
 
 import numpy as np
 
+from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError
+from pb_build.names import check_component
 from pb_build.raw.imagenet_classes import SYNSETS
 
 OnBad = Callable[[BadRecord], None] | None
@@ -138,7 +140,10 @@ def list_images(folder: Path, on_bad: OnBad) -> list[str]:
             _bad(BadRecord(path, "file name contains '{' or '}', which the official image template cannot hold"),
                  on_bad)
         else:
-            out.append(e.name)
+            try:
+                out.append(check_component(e.name, path, "file name"))
+            except BadRecord as bad:
+                _bad(bad, on_bad)
     return out
 
 
@@ -234,25 +239,19 @@ def clean_images(root: Path, wnid: str, on_bad: OnBad) -> list[CleanImage]:
 
 
 def read_image(path: str | Path) -> bytes:
-    """A raw image file's bytes, checked to decode completely (Pillow, as the official environment opens it)."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BadRecord(path, f"cannot read: {exc.strerror or exc}") from None
-    decode_rgb(data, path)
-    return data
+    """A raw image file's bytes, checked to decode completely (Pillow, as the official environment opens it).
+
+    Stored as ``.JPEG``: a file that is not a JPEG in an 8-bit mode is re-encoded (Pillow, quality 95)."""
+    data = imageio.read_bytes(path)
+    _, _, fmt, mode = imageio.check_decodes(data, path)
+    if fmt == "JPEG" and mode in imageio.STORED_MODES:
+        return data
+    return encode_jpeg(np.asarray(decode_rgb(data, path)), 95)
 
 
 def decode_rgb(data: bytes, path: str | Path) -> Any:
     """Decode image bytes fully into an RGB Pillow image; a truncated or unreadable file is a BadRecord."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()
-            return img.convert("RGB")
-    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ValueError, ...)
-        raise BadRecord(path, f"image does not decode: {type(exc).__name__}: {exc}") from None
+    return imageio.decode_pil(data, path, "RGB")
 
 
 def resize_center_crop(img: Any, size: int) -> np.ndarray:

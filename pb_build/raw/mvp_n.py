@@ -2,7 +2,10 @@
 
 Layout (``data.zip`` of SMNUResearch/MVP-N, unzipped)::
 
-    data/<split>/<class>/<set>/<view>_<flag>.png
+    data/<split>/<class>/<set>/<split>_<class>_<NNNN>_<flag>.png
+
+The real files are named ``<split>_<class>_<NNNN>_<flag>.png`` (e.g. ``data/train/0000/0008/train_0000_0004_1.png``;
+``NNNN`` is not the set folder's number); the view token is ``NNNN``. The shorter ``<view>_<flag>.png`` is also read.
 
 * ``<split>`` is ``train``, ``valid`` or ``test``; ``<class>`` one of the 44 ids ``0000`` ... ``0043``; one ``<set>``
   folder is one multi-view set (at most 6 views in the official data).
@@ -16,7 +19,8 @@ Layout (``data.zip`` of SMNUResearch/MVP-N, unzipped)::
 
 Bad input (raised as :class:`BadRecord`, or handed to ``on_bad`` under ``--skip-bad``): an unknown class folder, a
 ``.png`` whose stem is not ``<view>_<flag>`` with flag 0 or 1 (that file is skipped), a set where one view token
-appears twice, a set with no views, a set with no informative view (that set is skipped).
+appears twice, a set with no views. A set with no informative (or no uninformative) view is valid data: it is
+returned, and the builder's eligibility rules exclude it.
 
 Class names are not in the data: they are only in the MVP-N documentation PDF. :func:`read_names` reads a
 user-supplied CSV file (format below). Data licence: non-commercial use only (README FAQ of SMNUResearch/MVP-N).
@@ -32,7 +36,7 @@ from pathlib import Path
 
 from pb_build.errors import BadRecord, PbBuildError
 from pb_build.matching import normalise_text
-from pb_build.strings import category_string
+from pb_build.names import check_component
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -112,11 +116,24 @@ def locate_split(raw: Path, split: str) -> Path:
                        f"as unzipped from {DATA_ZIP})")
 
 
+_REAL_NAME = re.compile(r"(train|valid|test)_(\d{4})_(\d+)_([01])")
+
+
 def parse_view(path: Path) -> View:
-    """Parse ``<view>_<flag>.png``; raises :class:`BadRecord` naming the file."""
+    """Parse ``<split>_<class>_<NNNN>_<flag>.png`` (the real naming; the view token is ``NNNN``) or
+    ``<view>_<flag>.png``; raises :class:`BadRecord` naming the file."""
+    check_component(path.name, path, "view file name")
+    real = _REAL_NAME.fullmatch(path.stem)
+    if real:
+        split, class_id, number, flag = real.groups()
+        folders = (path.parent.parent.parent.name, path.parent.parent.name)
+        if (split, class_id) != folders:
+            raise BadRecord(path, f"file name says {split}/{class_id} but the file lies in {'/'.join(folders)}/")
+        return View(token=number, flag=int(flag), path=str(path))
     token, sep, flag = path.stem.rpartition("_")
     if not sep or not token or flag not in ("0", "1"):
-        raise BadRecord(path, "file name is not <view>_<flag>.png with flag 0 (uninformative) or 1 (informative)")
+        raise BadRecord(path, "file name is not <split>_<class>_<NNNN>_<flag>.png or <view>_<flag>.png with flag 0 "
+                              "(uninformative) or 1 (informative)")
     return View(token=token, flag=int(flag), path=str(path))
 
 
@@ -169,9 +186,6 @@ def _read_set(split: str, class_id: str, set_dir: Path, on_bad: OnBad) -> ViewSe
     if not views:
         _bad(BadRecord(set_dir, "set has no <view>_<flag>.png views"), on_bad)
         return None
-    if not any(v.informative for v in views):
-        _bad(BadRecord(set_dir, "set has no informative view (no <view>_1.png file)"), on_bad)
-        return None
     return ViewSet(split, class_id, set_dir.name, str(set_dir), tuple(views))
 
 
@@ -198,8 +212,12 @@ NAMES_FORMAT = (
 _UPPER_DOT = re.compile(r"[A-Z]\.")
 
 
-def read_names(path: Path) -> dict[str, str]:
-    """Read the class-name CSV; every one of the 44 classes must be named. Errors name the file (and line)."""
+def read_names(path: Path, category_of: Callable[[str], str]) -> dict[str, str]:
+    """Read the class-name CSV; every one of the 44 classes must be named. Errors name the file (and line).
+
+    ``category_of`` turns a name into its category string (the builder's string rule): names whose strings
+    break the official matcher or collide are rejected here, with the line.
+    """
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -224,10 +242,10 @@ def read_names(path: Path) -> dict[str, str]:
         class_id = f"{int(raw_id):04d}"
         if class_id in names:
             raise BadRecord(path, f"class {class_id} is named twice (first on line {lines[class_id]})", line_no)
-        problem = name_problem(name)
+        problem = name_problem(name, category_of)
         if problem:
             raise BadRecord(path, f"class {class_id}: name {name!r} {problem}", line_no)
-        norm = normalise_text(category_string(name))
+        norm = normalise_text(category_of(name))
         if norm in seen_norm:
             raise BadRecord(path, f"class {class_id}: name {name!r} is the same category string as class "
                                   f"{seen_norm[norm]}'s", line_no)
@@ -241,8 +259,8 @@ def read_names(path: Path) -> dict[str, str]:
     return names
 
 
-def name_problem(name: str) -> str | None:
-    """Why ``name`` cannot become an official category string (benchmark.md §3.4), or None."""
+def name_problem(name: str, category_of: Callable[[str], str]) -> str | None:
+    """Why ``name`` cannot become an official category string (the message says which rule), or None."""
     if len(name) < 2:
         return "must have at least 2 characters"
     if "," in name:
@@ -251,6 +269,6 @@ def name_problem(name: str) -> str | None:
         return "contains a brace"
     if any(ord(ch) < 32 for ch in name):
         return "contains a control character"
-    if _UPPER_DOT.search(category_string(name)):
+    if _UPPER_DOT.search(category_of(name)):
         return "has an upper-case letter before '.' once capitalised, which the official matcher would cut"
     return None

@@ -1,6 +1,6 @@
 """OcclusionDataSet-MM20 (VSOD v1.0) raw data: segment folders, per-frame PASCAL-VOC annotations, question labels.
 
-Layout (raw-sources.md §6), below the raw folder or its ``OcclusionDataSet-MM20/`` subfolder::
+Layout (the published VSOD v1.0 archive), below the raw folder or its ``OcclusionDataSet-MM20/`` subfolder::
 
     Data/<split>/<segment>/<frame>.<jpg|jpeg|png|bmp>
     Annotations/<split>/<segment>/<frame>.xml      # one PASCAL-VOC XML per frame
@@ -33,7 +33,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from pb_build import imageio
 from pb_build.errors import BadRecord, PbBuildError
+from pb_build.names import check_component, check_text
 
 OnBad = Callable[[BadRecord], None] | None
 
@@ -94,7 +96,7 @@ def segment_names(root: Path, split: str) -> list[str]:
     data = root / "Data" / split
     if not data.is_dir():
         raise PbBuildError(f"{data}: split folder does not exist (choose the split with --split)")
-    return sorted(p.name for p in data.iterdir() if p.is_dir())
+    return sorted(p.name for p in data.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -113,26 +115,20 @@ def read_segment(root: Path, split: str, name: str) -> Segment:
         raise BadRecord(data_dir, "segment folder missing under Data/ (Data/Annotations mismatch)")
     if not ann_dir.is_dir():
         raise BadRecord(ann_dir, "segment folder missing under Annotations/ (Data/Annotations mismatch)")
-    image_files = sorted(p for p in _files(data_dir) if p.suffix.lower() in IMAGE_SUFFIXES)
-    images = {p.stem: p for p in image_files}
-    if len(images) != len(image_files):
-        twins = sorted(p.name for p in image_files if images[p.stem] != p)
-        raise BadRecord(data_dir, f"several frames share a file stem (e.g. {twins[0]}); each needs its own XML")
-    xmls = {p.stem: p for p in _files(ann_dir) if p.suffix.lower() == ".xml"}
+    check_component(name, data_dir, "segment name")
+    images = sorted((p for p in _files(data_dir) if p.suffix.lower() in IMAGE_SUFFIXES),
+                    key=lambda p: natural_key(p.name))
+    xmls = sorted((p for p in _files(ann_dir) if p.suffix.lower() == ".xml"), key=lambda p: natural_key(p.name))
     if not images:
         raise BadRecord(data_dir, "segment has no frame images (.jpg, .jpeg, .png, .bmp)")
-    lonely = sorted(set(images) - set(xmls), key=natural_key)
-    if lonely:
-        raise BadRecord(images[lonely[0]], f"frame has no annotation {lonely[0]}.xml in {ann_dir} "
-                        f"({len(lonely)} unpaired frame(s); Data/Annotations mismatch)")
-    lonely = sorted(set(xmls) - set(images), key=natural_key)
-    if lonely:
-        raise BadRecord(xmls[lonely[0]], f"annotation has no frame {lonely[0]}.* in {data_dir} "
-                        f"({len(lonely)} unpaired annotation(s); Data/Annotations mismatch)")
+    if len(images) != len(xmls):
+        raise BadRecord(data_dir, f"{len(images)} frame(s) but {len(xmls)} annotation(s) in {ann_dir}; frames and "
+                                  "XML files pair by sorted position (Data/Annotations mismatch)")
     frames = []
-    for stem in sorted(images, key=natural_key):
-        boxes, fraction = parse_annotation(xmls[stem])
-        frames.append(FrameAnnotation(str(images[stem]), str(xmls[stem]), boxes, fraction))
+    for image, xml in zip(images, xmls, strict=True):
+        check_component(image.name, image, "frame file name")
+        boxes, fraction = parse_annotation(xml, image)
+        frames.append(FrameAnnotation(str(image), str(xml), boxes, fraction))
     return Segment(split, name, tuple(frames))
 
 
@@ -154,8 +150,11 @@ def _number(node: ET.Element, tag: str, path: Path, where: str) -> float:
     return value
 
 
-def parse_annotation(path: Path) -> tuple[int, float]:
-    """(number of boxes, occluded fraction) of one PASCAL-VOC XML file."""
+def parse_annotation(path: Path, frame: Path | None = None) -> tuple[int, float]:
+    """(number of boxes, occluded fraction) of one PASCAL-VOC XML file.
+
+    Boxes are VOC's 1-based inclusive pixel ranges (``xmin == xmax`` is one pixel wide). A missing or zero
+    ``<size>`` falls back to the size in ``frame``'s image header (the MM20 authors read nothing else)."""
     try:
         tree = ET.parse(path)
     except ET.ParseError as exc:
@@ -165,10 +164,10 @@ def parse_annotation(path: Path) -> tuple[int, float]:
     ann = tree.getroot()
     if ann.tag != "annotation":
         raise BadRecord(path, f"root element is <{ann.tag}>, expected <annotation>")
-    size = ann.find("size")
-    if size is None:
-        raise BadRecord(path, "missing <size> (the image width and height)")
-    width, height = _number(size, "width", path, "<size>"), _number(size, "height", path, "<size>")
+    width, height = _declared_size(ann, path)
+    if (width <= 0 or height <= 0) and frame is not None:
+        w, h, _ = imageio.probe(imageio.read_bytes(frame), frame)
+        width, height = float(w), float(h)
     if width <= 0 or height <= 0:
         raise BadRecord(path, f"<size> must be positive, got {width:g}x{height:g}")
     rects = []
@@ -179,11 +178,20 @@ def parse_annotation(path: Path) -> tuple[int, float]:
             raise BadRecord(path, f"<object> {k} has no <bndbox>")
         x0, y0 = _number(box, "xmin", path, where), _number(box, "ymin", path, where)
         x1, y1 = _number(box, "xmax", path, where), _number(box, "ymax", path, where)
-        if not (x0 < x1 and y0 < y1):
-            raise BadRecord(path, f"{where} is empty or inverted ({x0:g},{y0:g})-({x1:g},{y1:g})")
+        if not (x0 <= x1 and y0 <= y1):
+            raise BadRecord(path, f"{where} is inverted ({x0:g},{y0:g})-({x1:g},{y1:g})")
+        x0, y0 = x0 - 1, y0 - 1  # inclusive 1-based pixels -> half-open 0-based area
         rects.append((min(max(x0, 0.0), width), min(max(y0, 0.0), height),
                       min(max(x1, 0.0), width), min(max(y1, 0.0), height)))
     return len(rects), union_area(rects) / (width * height)
+
+
+def _declared_size(ann: ET.Element, path: Path) -> tuple[float, float]:
+    """(width, height) from ``<size>``; (0, 0) when it is missing or incomplete."""
+    size = ann.find("size")
+    if size is None or size.find("width") is None or size.find("height") is None:
+        return 0.0, 0.0
+    return _number(size, "width", path, "<size>"), _number(size, "height", path, "<size>")
 
 
 def union_area(rects: list[tuple[float, float, float, float]]) -> float:
@@ -245,4 +253,7 @@ def _label_row(fields: list[str], n_columns: int, path: str, line: int) -> Label
         raise BadRecord(path, "empty answer", line)
     extra = fields[3].strip() if len(fields) > 3 else ""
     distractors = tuple(d.strip() for d in extra.split("|") if d.strip()) if extra else ()
+    check_component(segment, path, "segment", line)
+    for field, text in (("answer", answer), *(("distractor", d) for d in distractors)):
+        check_text(text, path, field, line)
     return LabelRow(segment, qtype, answer, distractors, path, line)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.splits import SplitDict, SplitInfo
@@ -11,12 +13,13 @@ from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from pb_build import __version__
-from pb_build.builders.base import SourceInfo
-from pb_build.manifests.manifest import Manifest
+from pb_build.manifests.manifest import Manifest, SourceEntry
+from pb_build.source_info import SourceInfo
 from pb_build.writers.native import FEATURES, FIELD_DOCS
 
 LICENCE = "cc-by-nc-4.0"
 PAPER = "ProactiveBench (arXiv 2603.19466)"
+PREVIEW_MARKDOWN = "previews/card.md"  # the previews and statistics section, written into the release at build time
 
 # The keys every official record holds (the official loader's contract); other keys are specific to a source.
 OFFICIAL_FIELD_DOCS = {
@@ -49,11 +52,9 @@ class ConfigSummary:
 def summaries_from_manifest(manifest: Manifest, size_of: Callable[[str], int]) -> list[ConfigSummary]:
     """Card summaries for every native config a manifest lists, filtered ones included (``size_of`` gives a
     file's size in bytes)."""
-    from pb_build.builders import get_builder
-
     out = []
     for e in manifest.sources:
-        info = get_builder(e.source).info
+        info = _info(e)
         configs = [(e.source, e.files.native, e.counts.samples)]
         if e.filter is not None:
             configs.append((f"{e.source}_filtered", e.filter["files"]["native"], len(e.filter["kept_ids"])))
@@ -64,14 +65,29 @@ def summaries_from_manifest(manifest: Manifest, size_of: Callable[[str], int]) -
     return out
 
 
+def _info(entry: SourceEntry) -> SourceInfo:
+    """The card metadata the manifest carries (a manifest without it gives the names and licence only)."""
+    known = {f.name for f in dataclasses.fields(SourceInfo)} - {"official_name"}
+    given = {k: v for k, v in entry.info.items() if k in known}
+    return SourceInfo(**{"title": entry.official_name, "licence": entry.licence, "attribution": "", "homepage": "",
+                         "citation": "", "description": "", **given, "official_name": entry.official_name})
+
+
 def release_card(manifest: Manifest, size_of: Callable[[str], int], repo_id: str | None = None,
-                 versions: list[str] | None = None) -> str:
-    """The card of a release described by ``manifest`` (``size_of`` gives a file's size in bytes)."""
-    return card_text(summaries_from_manifest(manifest, size_of), manifest.release, repo_id, versions)
+                 versions: list[str] | None = None, preview: str = "") -> str:
+    """The card of a release described by ``manifest`` (``size_of`` gives a file's size in bytes); ``preview``
+    is the release's previews and statistics section (see :func:`read_preview`)."""
+    return card_text(summaries_from_manifest(manifest, size_of), manifest.release, repo_id, versions, preview)
+
+
+def read_preview(root: Path) -> str:
+    """The previews and statistics section a build wrote into the release ('' when it has none)."""
+    path = root / PREVIEW_MARKDOWN
+    return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
 def card_text(configs: list[ConfigSummary], release: dict | None = None, repo_id: str | None = None,
-              versions: list[str] | None = None) -> str:
+              versions: list[str] | None = None, preview: str = "") -> str:
     """The full README.md of a release."""
     data = DatasetCardData(license=LICENCE, pretty_name="ProactiveBench (rebuilt by pb-build)",
                            task_categories=["visual-question-answering"])
@@ -85,10 +101,11 @@ def card_text(configs: list[ConfigSummary], release: dict | None = None, repo_id
         meta[c.config] = {"data_files": [{"split": c.split, "path": f"{c.config}/{c.split}-*"}]}
     DatasetInfosDict(infos).to_dataset_card_data(data)
     MetadataConfigs(meta).to_dataset_card_data(data)
-    return f"---\n{data.to_yaml()}\n---\n\n{_body(configs, release, repo_id, versions or [])}"
+    return f"---\n{data.to_yaml()}\n---\n\n{_body(configs, release, repo_id, versions or [], preview)}"
 
 
-def _body(configs: list[ConfigSummary], release: dict | None, repo_id: str | None, versions: list[str]) -> str:
+def _body(configs: list[ConfigSummary], release: dict | None, repo_id: str | None, versions: list[str],
+          preview: str = "") -> str:
     title = "# ProactiveBench, rebuilt by pb-build"
     if release:
         title += f": {release['name']} v{release['version']}"
@@ -115,6 +132,8 @@ def _body(configs: list[ConfigSummary], release: dict | None, repo_id: str | Non
     lines += ["## Configs", "", "| config | official name | split | rows |", "|---|---|---|---|"]
     lines += [f"| `{c.config}` | `{c.info.official_name}` | {c.split} | {c.rows} |" for c in configs]
     lines += ["", *[f"- `{c.config}`: {c.info.description}" for c in configs]]
+    if preview:
+        lines += ["", preview.rstrip("\n")]
     lines += ["", "## Fields", "", "Every native config has these columns:", "", "| field | description |",
               "|---|---|"]
     lines += [f"| `{name}` | {FIELD_DOCS[name]} |" for name in FEATURES]

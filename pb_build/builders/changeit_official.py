@@ -30,8 +30,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import changeit as builder
+from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile
-from pb_build.strings import is_abstain
 
 OFFICIAL_NAME = builder.info.official_name
 POOLS = {"object": builder.OBJECT_QUESTIONS, "action": builder.ACTION_QUESTIONS}
@@ -53,21 +53,12 @@ def _key(sample_id: int, template: str, wait: str, prompt: str) -> str:
 
 def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
     """The indices of the rewind, wait and abstain options."""
-    from pb_build.eval.importers import ImportFailure
-
-    abstain = [i for i, o in enumerate(options) if is_abstain(o)]
-    rewind = [i for i, o in enumerate(options) if o == builder.REWIND]
-    wait = [i for i, o in enumerate(options) if not is_abstain(o) and "Wait for the" in o]
-    if len(options) != 3 or len(abstain) != 1 or len(rewind) != 1 or len(wait) != 1 or rewind == wait:
-        raise ImportFailure(f"options must be 'Rewind the video.', one 'Wait for the ...' option and one abstain "
-                            f"option, are {list(options)}")
-    return rewind[0], wait[0], abstain[0]
+    return option_roles(options, (lambda o: o == builder.REWIND, lambda o: "Wait for the" in o),
+                        "'Rewind the video.', one 'Wait for the ...' option and one abstain option")
 
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one ChangeIt record, reading its reachable frames under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
-
     body = {k: v for k, v in record.items() if k != "id"}
     template = record["image_template"]
     n, step, first = int(record["num_images"]), int(record["step_size"]), int(record["first_image"])
@@ -102,3 +93,19 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=(abstain,),
         official=OfficialExport(OFFICIAL_NAME, body, files),
     )
+
+
+OFFICIAL = OfficialSpec(alias="CIT", actions=frozenset({"REWIND", "FORWARD"}),
+                        extra_fields={"step_size": "int", "max_steps": "int"}, oeg_threshold=2)
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """Every ``step_size``-th image from ``first_image % step_size``, unpadded."""
+    first, step = record["first_image"], record["step_size"]
+    return sorted({record["image_template"].format(image=i) for i in range(first % step, record["num_images"], step)})
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers: rewind is hidden at the first frame, then appended again."""
+    waits = [o for i, o in enumerate(ep.options) if i not in ep.abstain and o != builder.REWIND]
+    return ",".join(a.replace(".", "") for a in [*waits, builder.REWIND, ep.answer]) + "."

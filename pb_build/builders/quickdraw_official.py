@@ -11,6 +11,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import quickdraw as builder
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.strings import is_abstain
 
@@ -26,8 +27,6 @@ def _key(sample_id: int, template: str) -> str:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one QuickDraw record, reading its frames under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
-
     body = {k: v for k, v in record.items() if k != "id"}
     n, template = int(record["num_images"]), record["image_template"]
     if record["first_image"] != 0:
@@ -54,3 +53,16 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=abstain,
         official=OfficialExport(OFFICIAL_NAME, body, files),
     )
+
+
+OFFICIAL = OfficialSpec(alias="QD", actions=frozenset({"DETAILS"}), oeg_threshold=1)
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """Frames ``0 .. num_images-1``, 4-digit padded."""
+    return sorted({record["image_template"].format(image=str(i).zfill(4)) for i in range(record["num_images"])})
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers: one suggestion, then the category."""
+    return f"Add more details to the drawing, {ep.answer.replace('.', '')}."

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import imagenet_c as builder
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.strings import is_abstain
 
@@ -35,8 +36,6 @@ def _key(sample_id: int, template: str) -> str:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one ImageNet-C record, reading its severities under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
-
     body = {k: v for k, v in record.items() if k != "id"}
     n, template, first = record["num_images"], record["image_template"], record["first_image"]
     levels = [first - k for k in range(n)]
@@ -69,3 +68,22 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=abstain,
         official=OfficialExport(OFFICIAL_NAME, body, tuple(OfficialFile(p, f) for p, f in unique)),
     )
+
+
+OFFICIAL = OfficialSpec(alias="IN-C", actions=frozenset({"BRIGHTNESS", "CONTRAST", "SATURATE", "BLUR", "NOISE",
+                                                       "JPEG_COMPRESSION", "PIXELATE", "ARTIFACTS"}),
+                        extra_fields={"quality_answer": "str"}, oeg_threshold=1, option_field="quality_answer")
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """Each valid fix lowers the severity by one, from first_image; plus the reference severity."""
+    template, first = record["image_template"], record["first_image"]
+    paths = [template.format(level=first - k) for k in range(record["num_images"])]
+    paths.append(template.format(level=record["reference_image"]))
+    return sorted(set(paths))
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers: the valid fixes of the first state, then the category."""
+    first = ep.states[ep.initial_state]
+    return ", ".join([*(ep.options[i].replace(".", "") for i in first.valid), ep.answer.replace(".", "")]) + "."

@@ -25,8 +25,8 @@ from typing import Any
 
 from pb_build.builders import coco as builder
 from pb_build.builders import coco_geometry
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile
-from pb_build.official import check_record
 from pb_build.raw import coco as raw
 from pb_build.strings import is_abstain
 
@@ -51,9 +51,7 @@ def _key(sample_id: int, template: str) -> str:
 
 
 def _check(record: dict[str, Any]) -> list[str]:
-    problems = check_record(OFFICIAL_NAME, record)
-    if problems:
-        return problems
+    """COCO's own rules beyond the generic contract (checked before import)."""
     direction = record["direction"]
     if direction not in coco_geometry.DIRECTIONS:
         return [f"direction {direction!r} is not one of {', '.join(coco_geometry.DIRECTIONS)}"]
@@ -64,8 +62,6 @@ def _check(record: dict[str, Any]) -> list[str]:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one COCO record: every reachable view cropped from its image under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
-
     problems = _check(record)
     if problems:
         raise ImportFailure("; ".join(problems))
@@ -98,3 +94,26 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=tuple(i for i, o in enumerate(options) if is_abstain(o)),
         official=OfficialExport(OFFICIAL_NAME, body, (OfficialFile(template, data),)),
     )
+
+
+OFFICIAL = OfficialSpec(alias="COCO", actions=frozenset({"LEFT", "RIGHT", "UP", "DOWN", "ZOOM"}),
+                        extra_fields={"direction": "str", "granularity": "int", "horizontal_step": "number",
+                                      "vertical_step": "number", "crop": "dict"}, oeg_threshold=2)
+
+
+def action_space(record: dict[str, Any]) -> frozenset[str]:
+    """A record's actions follow its direction: zoom, or the moves its direction names."""
+    direction = str(record.get("direction", ""))
+    if direction == "zoom":
+        return frozenset({"ZOOM"})
+    return frozenset(a for a in ("LEFT", "RIGHT", "UP", "DOWN") if a.lower() in direction)
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """The one full image; views are crops of it made at run time."""
+    return [record["image_template"]]
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers: two suggestions, then the category."""
+    return f"Move the camera, Move farther from the object, {ep.answer.replace('.', '')}."

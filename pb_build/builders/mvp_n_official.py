@@ -9,8 +9,8 @@ the category is accepted), at the last turn only the category is; ``max_steps = 
 Frames: one per turn, in turn order, then the reference view when its path is not one of the turns' paths
 (pb-build's reference is the last turn's informative view). The key is recovered from a pb-build layout template
 ``MVP-N/<split>/<class>/<set>/...`` (``mvp-n/<split>/<class>/<set>``); any other layout gets ``mvp-n/id-<id>``.
-Assumption for the authors' files: the template's placeholders are exactly ``{image}`` and ``{informative}`` (as
-benchmark.md §3.3 documents); the folder layout is free.
+Assumption for the authors' files: the template's placeholders are exactly ``{image}`` and ``{informative}`` (the
+official environment's ``_get_relative_image_path`` formats exactly these two); the folder layout is free.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import mvp_n as builder
+from pb_build.builders.base import ImportFailure, OfficialSpec, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile, linear_states
 from pb_build.strings import is_abstain
 
@@ -39,8 +40,6 @@ def _path(template: str, image: int, informative: bool) -> str:
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one MVP-N record, reading its views under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
-
     body = {k: v for k, v in record.items() if k != "id"}
     n, template, ids = record["num_images"], record["image_template"], record["valid_images"]
     if len(ids) < n:
@@ -73,3 +72,24 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=abstain,
         official=OfficialExport(OFFICIAL_NAME, body, tuple(OfficialFile(p, f) for p, f in unique)),
     )
+
+
+OFFICIAL = OfficialSpec(alias="MVP-N", actions=frozenset({"ROTATE"}), extra_fields={"valid_images": "list"},
+                        oeg_threshold=2, one_key=False,
+                        cot_prompt="I cannot tell which object is this. Rotating the object or changing the viewpoint "
+                                   "might provide a more informative view. So, first, I need to rotate the object or "
+                                   "change the viewpoint and then answer the question. Therefore, the answer is:")
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """Turn 0 shows first_image, turn k shows valid_images[k]; ``{informative}`` is 1 only at the last turn."""
+    template, n = record["image_template"], record["num_images"]
+    ids = [record["first_image"], *record["valid_images"][1:n]]
+    paths = [template.format(image=str(v).zfill(4), informative=int(k == n - 1)) for k, v in enumerate(ids)]
+    paths.append(template.format(image=str(record["reference_image"]).zfill(4), informative=1))
+    return sorted(set(paths))
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers (suggestions only)."""
+    return "Rotate the object, Move the camera."

@@ -12,7 +12,8 @@ dropping the ``false`` rows is the loader's rule (``pb_build.eval.data.load``), 
 Assumptions for records pb-build did not make:
 
 * Exactly three options: one containing ``rewind the video.``, one containing ``wait for the`` (case-insensitive,
-  the official action keys) and one abstain option (benchmark.md §5); anything else is an ``ImportFailure``.
+  the official action keys) and one abstain option (containing ``cannot`` or ``do not``; every official record
+  has exactly one); anything else is an ``ImportFailure``.
 * Every frame ``0 .. num_images-1`` must exist (the moves are circular, so each is reachable).
 * The key is ``vsod/<split>/<segment>/<question type>`` when the template is
   ``OcclusionDataSet-MM20/Data/<split>/<segment>/{image}<ext>`` (pb-build's layout, as documented for the official
@@ -27,8 +28,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import vsod as builder
+from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile
-from pb_build.strings import is_abstain
 
 OFFICIAL_NAME = builder.info.official_name
 
@@ -43,21 +44,12 @@ def _key(sample_id: int, template: str, prompt: str) -> str:
 
 def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
     """The indices of the REWIND, wait and abstain options."""
-    from pb_build.eval.importers import ImportFailure
-
-    abstain = [i for i, o in enumerate(options) if is_abstain(o)]
-    rewind = [i for i, o in enumerate(options) if not is_abstain(o) and "rewind the video." in o.lower()]
-    wait = [i for i, o in enumerate(options) if not is_abstain(o) and "wait for the" in o.lower()]
-    if len(options) != 3 or len(abstain) != 1 or len(rewind) != 1 or len(wait) != 1 or rewind == wait:
-        raise ImportFailure(f"options must be one 'Rewind the video.' option, one 'Wait for the ...' option and one "
-                            f"abstain option, are {list(options)}")
-    return rewind[0], wait[0], abstain[0]
+    return option_roles(options, (lambda o: "rewind the video." in o.lower(), lambda o: "wait for the" in o.lower()),
+                        "one 'Rewind the video.' option, one 'Wait for the ...' option and one abstain option")
 
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one VSOD record, reading its frames under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
-
     body = {k: v for k, v in record.items() if k != "id"}
     if not isinstance(record["strong_occlusions"], bool):
         raise ImportFailure(f"strong_occlusions must be true or false, is {record['strong_occlusions']!r}")
@@ -86,3 +78,18 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=(abstain,),
         official=OfficialExport(OFFICIAL_NAME, body, files),
     )
+
+
+OFFICIAL = OfficialSpec(alias="VSOD", actions=frozenset({"REWIND", "FORWARD"}),
+                        extra_fields={"strong_occlusions": "bool"}, oeg_threshold=3)
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """Frames ``0 .. num_images-1``, 4-digit padded."""
+    return sorted({record["image_template"].format(image=str(i).zfill(4)) for i in range(record["num_images"])})
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers: three suggestions, then the category."""
+    category = ep.answer.replace(".", "")
+    return f"Wait for the occlusion to disappear, Rewind the video, Move the camera, {category}."

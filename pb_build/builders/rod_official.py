@@ -11,7 +11,8 @@ position one state per arrival move; the first turn is a state of its own.
 Assumptions for records pb-build did not make:
 
 * Exactly three options: one containing ``to the left``, one containing ``to the right`` (case-insensitive, the
-  official action keys) and one abstain option (benchmark.md §5); anything else is an ``ImportFailure``.
+  official action keys) and one abstain option (containing ``cannot`` or ``do not``; every official record has
+  exactly one); anything else is an ``ImportFailure``.
 * Every file the official environment can open must exist: the frame of every state and, for reference mode
   (which opens ``reference_image`` without the rewrite), the reference frame. A position that no state shows
   (the rewritten banana ``s6``, which the published archive lacks) may be absent: its native frame is then the
@@ -30,8 +31,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pb_build.builders import rod as builder
+from pb_build.builders.base import ImportFailure, OfficialSpec, option_roles, read_frame
 from pb_build.episode import Episode, OfficialExport, OfficialFile
-from pb_build.strings import is_abstain
 
 OFFICIAL_NAME = builder.info.official_name
 _SWEEP_FILE = re.compile(r"(?P<sweep>.+)-s\{image\}\.[A-Za-z0-9]+")
@@ -46,21 +47,12 @@ def _key(sample_id: int, template: str) -> str:
 
 def _moves(options: tuple[str, ...]) -> tuple[int, int, int]:
     """The indices of the LEFT, RIGHT and abstain options."""
-    from pb_build.eval.importers import ImportFailure
-
-    abstain = [i for i, o in enumerate(options) if is_abstain(o)]
-    left = [i for i, o in enumerate(options) if not is_abstain(o) and "to the left" in o.lower()]
-    right = [i for i, o in enumerate(options) if not is_abstain(o) and "to the right" in o.lower()]
-    if len(options) != 3 or len(abstain) != 1 or len(left) != 1 or len(right) != 1 or left == right:
-        raise ImportFailure(f"options must be one 'to the left' move, one 'to the right' move and one abstain "
-                            f"option, are {list(options)}")
-    return left[0], right[0], abstain[0]
+    return option_roles(options, (lambda o: "to the left" in o.lower(), lambda o: "to the right" in o.lower()),
+                        "one 'to the left' move, one 'to the right' move and one abstain option")
 
 
 def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
     """The episode of one ROD record, reading its frames under ``test_dir``."""
-    from pb_build.eval.importers import ImportFailure, read_frame
-
     body = {k: v for k, v in record.items() if k != "id"}
     template = record["image_template"]
     n, first, ref = int(record["num_images"]), int(record["first_image"]), int(record["reference_image"])
@@ -94,3 +86,20 @@ def import_record(record: dict[str, Any], test_dir: Path) -> Episode:
         abstain=(abstain,),
         official=OfficialExport(OFFICIAL_NAME, body, files),
     )
+
+
+OFFICIAL = OfficialSpec(alias="ROD", actions=frozenset({"LEFT", "RIGHT"}), oeg_threshold=2,
+                        reference_prompt="What type of object is in the image?",
+                        cot_prompt="I cannot see what is behind the occluding object. Moving the occluding object "
+                                   "might reveal its position. So, first, I need to move the occluding object and then "
+                                   "answer the question. Therefore, the answer is:")
+
+
+def reachable_paths(record: dict[str, Any]) -> list[str]:
+    """Positions ``0 .. num_images-1``, unpadded."""
+    return sorted({record["image_template"].format(image=i) for i in range(record["num_images"])})
+
+
+def oeg_answers(ep: Episode) -> str:
+    """The official open-ended valid answers (no category: ROD's first frame is always occluded)."""
+    return "Move the blocks, Move the camera."

@@ -1,0 +1,76 @@
+"""One check for every raw string that reaches an option, a category, a release path or a checksum line.
+
+* Text (answers, category names, occluder descriptions) must not contain control characters (newlines, tabs,
+  escapes, U+0085, U+2028/U+2029): a newline would split an MCQA option or a ``SHA256SUMS`` line.
+* A path component (a folder or file name copied into the release) must also not contain a path separator and
+  must not be empty, ``.`` or ``..``.
+* Raw files are read inside ``--raw``: a symlink that leads outside it is refused unless ``--follow-symlinks``
+  (which sets ``$PB_BUILD_FOLLOW_SYMLINKS`` so worker processes see it too).
+
+A violation is a :class:`BadRecord` naming the file and the field (skippable with ``--skip-bad``).
+"""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pb_build.errors import BadRecord
+
+FOLLOW_ENV = "PB_BUILD_FOLLOW_SYMLINKS"
+_SEPARATORS = ("/", "\\")
+
+
+def _bad_char(value: str) -> str | None:
+    for ch in value:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            return ch
+    return None
+
+
+def check_text(value: str, where: str | Path, field: str, line: int | None = None) -> str:
+    """``value`` unchanged when it holds no control character; else a :class:`BadRecord` naming ``field``."""
+    if not isinstance(value, str):
+        raise BadRecord(where, f"{field} must be a string, got {type(value).__name__}", line)
+    ch = _bad_char(value)
+    if ch is not None:
+        raise BadRecord(where, f"{field} {value!r} contains the control character {ch!r}", line)
+    return value
+
+
+def check_component(value: str, where: str | Path, field: str, line: int | None = None) -> str:
+    """``value`` unchanged when it is safe as one release path component (see the module docstring)."""
+    check_text(value, where, field, line)
+    if value in ("", ".", "..") or any(sep in value for sep in _SEPARATORS):
+        raise BadRecord(where, f"{field} {value!r} is not a plain file or folder name", line)
+    return value
+
+
+def follow_symlinks() -> bool:
+    """Whether symlinks leaving ``--raw`` are allowed (``--follow-symlinks``)."""
+    return os.environ.get(FOLLOW_ENV, "") == "1"
+
+
+def set_follow_symlinks(ctx: Any, param: Any, value: bool) -> bool:
+    """click callback of ``--follow-symlinks``: record the choice for this process and its workers."""
+    if value:
+        os.environ[FOLLOW_ENV] = "1"
+    return value
+
+
+def check_inside(raw_root: Path, files: Iterable[Path | str]) -> None:
+    """Refuse a file spelled under ``raw_root`` that resolves outside it (a symlink leaving ``--raw``)."""
+    if follow_symlinks():
+        return
+    root = Path(raw_root).resolve()
+    spelled_root = Path(os.path.abspath(raw_root))
+    for file in files:
+        spelled = Path(os.path.abspath(file))
+        if spelled_root not in spelled.parents:
+            continue  # a file given outside --raw on purpose (e.g. a user table)
+        if not spelled.resolve().is_relative_to(root):
+            raise BadRecord(file, f"is a symlink leading outside --raw (to {spelled.resolve()}); pass "
+                                  "--follow-symlinks to read it")
