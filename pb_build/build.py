@@ -1,15 +1,18 @@
-"""The build driver: plan each source, run its units, write them, and record the manifest.
+"""The build driver: plan each source, have workers build its shards, and assemble the release.
 
 A source ("builder") is a module or an object with ``name``, ``VERSION``, ``Config``, ``info``, ``sample_dir()``,
-``fetch()``, ``plan()`` and ``build()``. For each source the driver resolves its user tables, asks it for a plan,
-runs the plan's units (in worker processes when asked) and hands every result, in plan order, to the parent's
-sink, which writes the official and native layouts. What a unit produces (:func:`produce`) is kept apart from
-where it is written (:class:`SourceSink`), so workers could later write shards of their own.
+``fetch()``, ``plan()`` and ``build()``. For each source the driver resolves its user tables and asks it for a
+plan; the plan's units are cut into shards of a fixed size (so shard boundaries depend only on the plan), each
+built by a worker into a folder of its own (:mod:`pb_build.shards`), locally or on a Ray cluster
+(:mod:`pb_build.distributors`). The parent then assembles the shards into the release (:mod:`pb_build.assemble`),
+or, for one part of a build spread over machines, into a part folder that ``merge`` combines (:mod:`pb_build.parts`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,17 +22,26 @@ from typing import Any
 
 from tqdm import tqdm
 
-from pb_build.builders.base import Plan, iter_units
-from pb_build.episode import Episode
+from pb_build import __version__
+from pb_build.assemble import SourceShards, assemble, check_min_samples
+from pb_build.builders.base import Plan, WorkUnit, iter_units
+from pb_build.distributors import WorkerDied, get_distributor
 from pb_build.errors import BadRecord, Ineligible, PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
-from pb_build.pipeline import run_units
-from pb_build.release_folder import finish, new_folder
-from pb_build.visual.card_assets import write_card_assets
-from pb_build.writers.card import release_card
-from pb_build.writers.native import DEFAULT_SHARD_BYTES, NativeWriter
-from pb_build.writers.official import OfficialWriter
+from pb_build.parts import write_part
+from pb_build.release_folder import check_target, claim, new_folder, unclaim
+from pb_build.shards import (
+    AUTO,
+    DONE,
+    ShardSummary,
+    ShardTask,
+    auto_shard_size,
+    job_fingerprint,
+    relative_to,
+    shard_fingerprint,
+    strict_error,
+)
 
 SPLIT = manifests.DEFAULT_SPLIT
 TABLE = "table"  # Config field metadata key: the field names a user table (e.g. VSOD's --labels CSV)
@@ -130,39 +142,26 @@ def _without_paths(value: Any, names: dict[str, str]) -> Any:
 # --------------------------------------------------------------------------------------------------- building
 
 
-def produce(builder: Any, plan: Plan, config: Any, workers: int) -> Iterator[Episode | BadRecord]:
-    """What the plan's units produce, in plan order: an episode, or the BadRecord of a unit that failed."""
-    return run_units(builder, iter_units(plan.units), config, workers)
+@dataclass
+class Sharding:
+    """Which shards this run builds: part ``index`` of ``count`` (shard j belongs to part j % count)."""
+
+    count: int = 1
+    index: int = 0
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise PbBuildError(f"--shard-index must be in 0..{self.count - 1} (--num-shards {self.count}), "
+                               f"got {self.index}")
+
+    def owns(self, shard: int) -> bool:
+        return shard % self.count == self.index
 
 
-class SourceSink:
-    """Where the parent writes one source's results: the official layout and the native config of a release."""
-
-    def __init__(self, root: Path, builder: Any, shard_bytes: int):
-        self.root = root
-        self.official = OfficialWriter(root / SPLIT, builder.info.official_name)
-        self.native = NativeWriter(root / builder.name, SPLIT, shard_bytes)
-        self.keys: list[str] = []
-        self.frames = 0
-        self.official_fields: set[str] = set()
-
-    def write(self, ep: Episode) -> None:
-        sample_id = len(self.keys)
-        for writer in (self.official, self.native):
-            writer.write(ep, sample_id)
-        self.keys.append(ep.key)
-        self.frames += len(ep.frames)
-        if ep.official is not None:
-            self.official_fields.update(ep.official.record)
-
-    def close_official(self) -> None:
-        """Finish the official files (also on failure, so its writer thread stops)."""
-        self.official.close()
-
-    def close(self) -> tuple[list[str], dict[str, str]]:
-        """Finish the native shards; their paths relative to the release root, and the official files' digests."""
-        shards = [p.relative_to(self.root).as_posix() for p in self.native.close()]
-        return shards, self.official.digests(f"{SPLIT}/")
+def work_folder(out: Path) -> Path:
+    """Where finished shards wait (beside ``out``) until the release is assembled; kept when a build fails so
+    a rerun resumes from them."""
+    return out.parent / f".{out.name}.pb-build-shards"
 
 
 def build_release(
@@ -173,96 +172,181 @@ def build_release(
     skip_bad: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    shard_size: int | None = None,
     release: dict[str, Any] | None = None,
+    distributor: str = "local",
+    sharding: Sharding | None = None,
+    resume: bool = True,
     min_samples: int = 1,
     strict: bool = False,
 ) -> list[SourceReport]:
     """Build every job into the release folder ``out``; nothing is left at ``out`` on failure.
 
+    Workers build fixed runs of ``shard_size`` units (shards; by default a size derived from the plan's size)
+    into a work folder beside ``out``; the parent plans,
+    collects their summaries and assembles the release. Finished shards survive a failed or interrupted build
+    and are reused by a rerun with the same inputs (unless ``resume`` is false). With ``sharding`` (part I of K)
+    only that part's shards are built, into a part folder ``out`` that ``pb-build merge`` combines with the other parts.
     ``release`` (name, version and the recipe) is recorded in the manifest and the card when given. A source
-    that yields fewer than ``min_samples`` samples fails the build and leaves ``out`` untouched. Ineligible items
-    are counted per reason, or (``strict``) fail the build.
+    that yields fewer than ``min_samples`` samples fails the build and leaves ``out`` untouched (for a part, the
+    check is made by ``merge``). Ineligible items are counted per reason, or (``strict``) fail the build.
     """
     out = out.resolve()
+    part = sharding is not None
+    sharding = sharding or Sharding()
+    check_target(out, overwrite)
     resolved = [resolve_tables(job) for job in jobs]  # a missing table fails before any work
     # The recipe copy names tables by file name too: the same build from another folder gives the same bytes.
     release = _without_paths(release, {k: v for _, _, names in resolved for k, v in names.items()})
+    work = work_folder(out)
+    claim(work, str(out))  # refused while another running build uses the same shards
+    if not resume:
+        shutil.rmtree(work, ignore_errors=True)
+        claim(work, str(out))
+    planned: list[_Planned] = []
+    bar = _Progress(progress)
+    tasks = _tasks(work, jobs, resolved, skip_bad, strict, shard_size, sharding, planned, bar)
+    started = time.perf_counter()
+    summaries: dict[tuple[str, int], ShardSummary] = {}
+    try:
+        for summary in get_distributor(distributor)(tasks, workers):
+            summaries[summary.source, summary.index] = summary
+            bar.update(summary.units)
+        bar.close(finished=True)
+        for p in planned:
+            p.shards.summaries = [summaries[p.shards.entry.source, i] for i in p.owned]
+            p.shards.folders = [shard_folder(work, p.shards.entry.source, i) for i in p.owned]
+            _check_source(p.shards, strict, None if part else min_samples, out)
+    except BaseException as exc:
+        bar.close(finished=False)
+        # Finished shards are kept for a rerun after an interruption or a dead worker; not after bad input,
+        # whose fix changes the inputs' fingerprint anyway.
+        bad_input = isinstance(exc, PbBuildError) and not isinstance(exc, WorkerDied)
+        if bad_input or not any(work.glob(f"*/*/{DONE}")):
+            unclaim(work)
+        raise
+    writer = {"shard_size": shard_size or AUTO}
     with new_folder(out, overwrite) as tmp:
-        reports, entries, digests = [], [], {}
-        for job, (config, tables, names) in zip(jobs, resolved, strict=True):
-            report, entry, known = _build_source(tmp, dataclasses.replace(job, config=config), tables, names,
-                                                 workers, skip_bad, progress, shard_bytes, strict)
-            if report.samples < min_samples:
-                excluded = len(report.skipped) + len(report.ineligible)
-                raise PbBuildError(f"{job.builder.name}: {report.samples} sample(s) built from {job.raw}, fewer "
-                                   f"than --min-samples {min_samples} ({excluded} excluded); nothing was written "
-                                   f"at {out}")
-            reports.append(report)
-            entries.append(entry)
-            digests.update(known)
-        manifest = manifests.Manifest(sources=entries, release=release, split=SPLIT,
-                                      writer={"shard_bytes": shard_bytes})
-        preview = write_card_assets(tmp, entries)
-        finish(tmp, manifest, release_card(manifest, lambda rel: (tmp / rel).stat().st_size, preview=preview),
-               digests)
-    return reports
+        if not part:
+            assemble(tmp, [p.shards for p in planned], release, writer)
+        else:
+            write_part(tmp, planned, release, writer, sharding)
+    unclaim(work)
+    elapsed = time.perf_counter() - started
+    return [p.report(elapsed / max(len(planned), 1)) for p in planned]
 
 
-def _relative(path: str, root: Path) -> str:
-    try:
-        return Path(path).resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
+def _check_source(src: SourceShards, strict: bool, min_samples: int | None, out: Path) -> None:
+    """Fail before ``out`` is touched: on an ineligible item with ``strict`` (shards reused from a build without
+    it included), or when the source has fewer than ``min_samples`` samples (a part leaves that to merge)."""
+    items = src.ineligible_items()
+    if strict and items:
+        raise strict_error(src.entry.source, Ineligible(items[0]["key"], items[0]["reason"], items[0]["detail"]))
+    if min_samples is not None:
+        check_min_samples(src, min_samples, out)
 
 
-def _build_source(tmp: Path, job: SourceJob, tables: dict[str, manifests.Table], names: dict[str, str],
-                  workers: int, skip_bad: bool, progress: bool, shard_bytes: int,
-                  strict: bool = False) -> tuple[SourceReport, manifests.SourceEntry, dict[str, str]]:
-    builder, started = job.builder, time.perf_counter()
-    report = SourceReport(builder.name, builder.info.official_name)
+class _Progress:
+    """A progress bar over samples, shown from the first finished shard (so a failure while planning prints one
+    line), with a total that grows as sources are planned."""
 
-    def record_bad(bad: BadRecord) -> None:
-        report.skipped.append({**bad.as_dict(), "path": _relative(str(bad.path), job.raw)})
+    def __init__(self, enabled: bool):
+        self.enabled, self.total, self.bar = enabled, 0, None
 
-    def record_ineligible(item: Ineligible) -> None:
-        if strict:
-            raise PbBuildError(f"{builder.name}: {item} (an ineligible item; without --strict it is excluded "
-                               "and counted)")
-        report.ineligible.append(item.as_dict())
+    def add_total(self, size: int | None) -> None:
+        self.total += size or 0
+        if self.bar is not None:
+            self.bar.total = self.total
+            self.bar.refresh()
 
-    plan = builder.plan(job.raw, job.config, record_bad if skip_bad else None)
-    if strict and plan.ineligible:  # fail before building anything
-        record_ineligible(plan.ineligible[0])
-    sink = SourceSink(tmp, builder, shard_bytes)
-    bar = tqdm(total=plan.size(), desc=builder.name, unit="sample", disable=not progress)
-    try:
-        for result in produce(builder, plan, job.config, workers):
-            bar.update(1)
-            if isinstance(result, BadRecord):
-                if not skip_bad:
-                    raise result
-                record_bad(result)
+    def update(self, n: int) -> None:
+        if self.bar is None:
+            self.bar = tqdm(desc="building", unit="sample", total=self.total or None, disable=not self.enabled)
+        self.bar.update(n)
+
+    def close(self, finished: bool) -> None:
+        if self.bar is None:
+            return
+        if finished and self.bar.n != self.bar.total:  # a streamed plan's total is an upper bound; parts
+            self.bar.total = self.bar.n
+            self.bar.refresh()
+        self.bar.close()
+
+
+@dataclass
+class _Planned:
+    """A source as planned: its shards (entry filled at assembly) and which shard indexes this run owns."""
+
+    shards: SourceShards
+    fingerprint: str
+    total: int = 0  # shards in the whole plan
+    owned: list[int] = field(default_factory=list)
+    shard_fingerprints: dict[int, str] = field(default_factory=dict)
+
+    def report(self, seconds: float) -> SourceReport:
+        entry, summaries = self.shards.entry, self.shards.summaries
+        report = SourceReport(entry.source, entry.official_name, seconds=seconds)
+        report.samples = sum(s.samples for s in summaries)
+        report.frames = sum(s.frames for s in summaries)
+        report.files = sum(s.files for s in summaries)
+        report.skipped = self.shards.plan_skipped + [b for s in summaries for b in s.skipped]
+        report.ineligible = self.shards.ineligible_items()
+        return report
+
+
+def shard_folder(work: Path, source: str, index: int) -> Path:
+    return work / source / f"{index:05d}"
+
+
+def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, strict: bool, size: int | None,
+           sharding: Sharding, planned: list[_Planned], bar: _Progress) -> Iterator[ShardTask]:
+    """Plan each source in turn and yield the shard tasks this run owns (lazily: a streamed plan stays one)."""
+    for job, (config, tables, names) in zip(jobs, resolved, strict=True):
+        job = dataclasses.replace(job, config=config)
+        builder = job.builder
+        plan_skipped: list[dict[str, Any]] = []
+
+        def record_bad(bad: BadRecord, raw: Path = job.raw, skipped: list = plan_skipped) -> None:
+            skipped.append({**bad.as_dict(), "path": relative_to(str(bad.path), raw)})
+
+        plan = builder.plan(job.raw, job.config, record_bad if skip_bad else None)
+        if strict and plan.ineligible:  # fail before building anything
+            raise strict_error(builder.name, plan.ineligible[0])
+        bar.add_total(plan.size())
+        shard_size = size or auto_shard_size(plan.size())
+        entry = _entry(job, plan, tables, names)
+        fingerprint = job_fingerprint({"pb_build": __version__, "entry": dataclasses.asdict(entry),
+                                       "skip_bad": skip_bad, "shard_size": shard_size})
+        p = _Planned(SourceShards(entry, plan_skipped, raw=str(job.raw)), fingerprint)
+        planned.append(p)
+        for index, chunk in enumerate(_chunks(iter_units(plan.units), shard_size)):
+            p.total = index + 1
+            if not sharding.owns(index):
                 continue
-            if isinstance(result, Ineligible):
-                record_ineligible(result)
-                continue
-            sink.write(result)
-        for item in plan.ineligible:  # filled while a streamed plan's units were read
-            record_ineligible(item)
-        if bar.total is not None and bar.n != bar.total:  # a streamed plan's total is an upper bound
-            bar.total = bar.n
-            bar.refresh()
-    finally:
-        bar.close()
-        sink.close_official()
-    shards, digests = sink.close()
-    report.samples, report.frames, report.files = len(sink.keys), sink.frames, sink.official.files
-    report.seconds = time.perf_counter() - started
+            first_id = index * shard_size
+            p.owned.append(index)
+            p.shard_fingerprints[index] = shard_fingerprint(fingerprint, index, first_id, chunk)
+            yield ShardTask(builder.name, builder.info.official_name, index, first_id, chunk, job.config,
+                            str(shard_folder(work, builder.name, index)), p.shard_fingerprints[index], skip_bad,
+                            str(job.raw), strict)
+        if strict and plan.ineligible:  # filled while a streamed plan's units were read
+            raise strict_error(builder.name, plan.ineligible[0])
+        p.shards.plan_ineligible = [item.as_dict() for item in plan.ineligible]
+
+
+def _chunks(units: Iterator[WorkUnit], size: int) -> Iterator[tuple[WorkUnit, ...]]:
+    while chunk := tuple(itertools.islice(units, size)):
+        yield chunk
+
+
+def _entry(job: SourceJob, plan: Plan, tables: dict[str, manifests.Table],
+           names: dict[str, str]) -> manifests.SourceEntry:
+    """The manifest entry of a planned source; counts, files, keys and skipped records are filled at assembly."""
+    builder = job.builder
     parameters = dataclasses.asdict(job.config)
     for fname in table_fields(type(job.config)):
         parameters[fname] = _without_paths(parameters[fname], names)
-    entry = manifests.SourceEntry(
+    return manifests.SourceEntry(
         source=builder.name,
         official_name=builder.info.official_name,
         builder_version=builder.VERSION,
@@ -270,16 +354,10 @@ def _build_source(tmp: Path, job: SourceJob, tables: dict[str, manifests.Table],
         parameters=parameters,
         seed=job.config.seed,
         raw=manifests.RawInputs(job.raw_kind, provenance.raw_inventory(plan.raw_root, plan.raw_files)),
-        counts=manifests.Counts(report.samples, report.frames, report.files, len(report.skipped)),
-        files=manifests.Files(f"{SPLIT}/{sink.official.jsonl_path.name}", shards),
+        counts=manifests.Counts(0, 0, 0, 0),
+        files=manifests.Files("", []),
         licence=builder.info.licence,
         info={k: v for k, v in dataclasses.asdict(builder.info).items() if k != "official_name"},
         notes=_without_paths(plan.notes, names),
-        skipped=report.skipped,
-        keys=sink.keys,
         tables=tables,
-        official_fields=sorted(sink.official_fields),
-        ineligible=report.ineligible_by_reason(),
-        ineligible_items=report.ineligible,
     )
-    return report, entry, digests

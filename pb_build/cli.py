@@ -96,7 +96,42 @@ def list_sources(as_json: bool) -> None:
         sys.exit(1)
 
 
-def _report(reports: list, out: Path, elapsed: float) -> None:
+SCALE_OPTIONS = ("num_shards", "shard_index", "distributor", "shard_size", "resume")
+
+
+def _scale_options() -> list[click.Option]:
+    """Options for building on many cores or machines (source commands and ``build``)."""
+    from pb_build.distributors import DISTRIBUTORS
+
+    return [
+        click.Option(["--num-shards"], type=click.IntRange(min=1),
+                     help="Build only one of this many parts (e.g. one per machine) into --out; combine the parts "
+                          "with merge."),
+        click.Option(["--shard-index"], type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Which part to build, 0..num-shards-1 (e.g. $SLURM_ARRAY_TASK_ID)."),
+        click.Option(["--distributor"], type=click.Choice(DISTRIBUTORS), default="local", show_default=True,
+                     help="Run shards in local processes, or on a Ray cluster (RAY_ADDRESS; pip install "
+                          "'pb-build[ray]')."),
+        click.Option(["--shard-size"], type=click.IntRange(min=1),
+                     help="Samples per shard [default: from the plan: about 16 shards, at most 256 samples each]; "
+                          "recorded in the manifest; one native parquet file per shard."),
+        click.Option(["--resume/--no-resume"], default=True, show_default=True,
+                     help="Reuse the shards an interrupted build finished (checked by digest and inputs)."),
+    ]
+
+
+def _scale(num_shards: int | None, shard_index: int, distributor: str, shard_size: int | None,
+           resume: bool) -> dict[str, Any]:
+    from pb_build.build import Sharding
+
+    if num_shards is None and shard_index:
+        raise PbBuildError("--shard-index needs --num-shards")
+    return {"sharding": None if num_shards is None else Sharding(num_shards, shard_index),
+            "distributor": distributor, "shard_size": shard_size,
+            "resume": resume}
+
+
+def _report(reports: list, out: Path, elapsed: float, part: bool = False) -> None:
     """The end-of-build summary: per source its samples, frames and exclusions by reason; then the total, the
     time, where the release is and how to load it."""
     for r in reports:
@@ -114,6 +149,10 @@ def _report(reports: list, out: Path, elapsed: float) -> None:
     samples, frames = sum(r.samples for r in reports), sum(r.frames for r in reports)
     excluded = sum(len(r.skipped) + len(r.ineligible) for r in reports)
     out = out.resolve()
+    if part:
+        click.echo(f"part written to {out}: {samples} samples, {frames} frames, {excluded} excluded; combine the "
+                   f"parts with: pb-build merge PART... --out DIR")
+        return
     click.echo(f"release written to {out}: {samples} samples, {frames} frames, {excluded} excluded, from "
                f"{len(reports)} source(s) in {elapsed:.1f}s")
     click.echo(f"check it with: pb-build verify {out}")
@@ -135,6 +174,7 @@ def _source_command(builder: Source) -> click.Command:
     def run(raw: Path | None, sample: bool, out: Path, seed: int, workers: int | None, skip_bad: bool,
             overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool,
             **params: Any) -> None:
+        scale = {name: params.pop(name) for name in SCALE_OPTIONS}
         from pb_build.build import build_release
         from pb_build.manifests.recipe import RecipeSource, source_jobs
         from pb_build.pipeline import default_workers
@@ -146,8 +186,9 @@ def _source_command(builder: Source) -> click.Command:
         src = RecipeSource(builder.name, kind, seed, {f.name: params[f.name] for f in fields})
         jobs = source_jobs((src,), {}, cache_dir, not quiet, out=out, overwrite=overwrite)
         reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
-                                overwrite=overwrite, progress=not quiet, min_samples=min_samples, strict=strict)
-        _report(reports, out, time.perf_counter() - started)
+                                overwrite=overwrite, progress=not quiet, min_samples=min_samples, strict=strict,
+                                **_scale(**scale))
+        _report(reports, out, time.perf_counter() - started, scale["num_shards"] is not None)
 
     params: list[click.Parameter] = [
         click.Option(["--raw"], type=click.Path(path_type=Path), help="Local folder of raw files."),
@@ -161,6 +202,7 @@ def _source_command(builder: Source) -> click.Command:
         click.Option(["--cache-dir"], type=click.Path(path_type=Path), envvar="PB_BUILD_CACHE",
                      help="Download cache [default: ~/.cache/pb-build]."),
         click.Option(["--follow-symlinks"], **_FOLLOW),
+        *_scale_options(),
     ]
     for f in fields:
         default = f.default
@@ -230,7 +272,8 @@ _cache = click.option("--cache-dir", type=click.Path(path_type=Path), envvar="PB
 @_min_samples
 @_strict
 def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | None, skip_bad: bool,
-          overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool) -> None:
+          overwrite: bool, quiet: bool, cache_dir: Path | None, min_samples: int, strict: bool,
+          **scale: Any) -> None:
     """Build every source of RECIPE (a YAML file, or a bundled name: sample, paper) into one release."""
     from pb_build.build import build_release
     from pb_build.manifests.recipe import load_recipe, parse_raw_overrides, source_jobs
@@ -243,8 +286,26 @@ def build(recipe: str, out: Path, raw_pairs: tuple[str, ...], workers: int | Non
     reports = build_release(out, jobs, workers=workers or default_workers(), skip_bad=skip_bad,
                             overwrite=overwrite, progress=not quiet,
                             release={"name": parsed.release, "version": parsed.version, "recipe": parsed.as_dict()},
-                            min_samples=min_samples, strict=strict)
-    _report(reports, out, time.perf_counter() - started)
+                            min_samples=min_samples, strict=strict, **_scale(**scale))
+    _report(reports, out, time.perf_counter() - started, scale["num_shards"] is not None)
+
+
+build.params.extend(_scale_options())
+
+
+@main.command()
+@click.argument("parts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_out
+@_overwrite
+@_min_samples
+def merge(parts: tuple[Path, ...], out: Path, overwrite: bool, min_samples: int) -> None:
+    """Combine the PARTS of a build spread over machines (--num-shards/--shard-index) into one release."""
+    from pb_build.parts import merge as run_merge
+
+    manifest = run_merge(list(parts), out, overwrite, min_samples)
+    samples = sum(e.counts.samples for e in manifest.sources)
+    click.echo(f"merged {len(parts)} part(s) into {out.resolve()}: {samples} samples; "
+               f"check it with: pb-build verify {out.resolve()}")
 
 
 @main.command()

@@ -66,6 +66,15 @@ def release_problem(folder: Path) -> str | None:
     return None
 
 
+def _is_part(folder: Path) -> bool:
+    """Whether ``folder`` is a part of a sharded build (``--num-shards``), whose ``part.json`` names its kind."""
+    try:
+        body = json.loads((folder / "part.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(body, dict) and body.get("kind") == "pb-build-part"
+
+
 def check_target(out: Path, overwrite: bool) -> None:
     """``out`` may be written: absent, empty, or a pb-build release (with ``overwrite``). What killed pb-build runs
     left beside (or inside) ``out`` is cleaned first (:func:`clean_stale`)."""
@@ -77,7 +86,7 @@ def check_target(out: Path, overwrite: bool) -> None:
         raise PbBuildError(f"{out}: output path exists and is not a folder")
     if not any(out.iterdir()):
         return
-    problem = release_problem(out)
+    problem = None if _is_part(out) else release_problem(out)  # a release, or a part of a sharded build
     if problem is not None:
         raise PbBuildError(f"{out}: output folder exists and is not a pb-build release ({problem}); nothing was "
                            "replaced; choose another --out")
@@ -122,6 +131,26 @@ def _owner_alive(folder: Path) -> bool | None:
     except PermissionError:
         return True
     return True
+
+
+def claim(folder: Path, what: str) -> None:
+    """Mark ``folder`` (a work folder kept between runs, e.g. finished shards a rerun resumes from) as this
+    process's; refused while another running process owns it."""
+    try:
+        pid = int(json.loads(_marker(folder).read_text(encoding="utf-8"))["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pid = None
+    if pid != os.getpid() and _owner_alive(folder):
+        raise PbBuildError(f"{folder}: another pb-build run is building {what} (its owner process, named in "
+                           f"{_marker(folder).name}, still runs; if no build is running, remove both by hand)")
+    folder.mkdir(parents=True, exist_ok=True)
+    _mark(folder)
+
+
+def unclaim(folder: Path) -> None:
+    """Remove ``folder`` and its owner marker."""
+    shutil.rmtree(folder, ignore_errors=True)
+    _unmark(folder)
 
 
 def remove_tree(path: Path) -> None:

@@ -9,6 +9,7 @@ missing keys, wrong types, a newer version) is one clear error naming the file.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -253,3 +254,33 @@ def _is_object(value: Any, where: str) -> bool:
 def read_dict(root: Path) -> dict[str, Any]:
     """The validated manifest of ``root`` as plain JSON data (for tools and tests that index it)."""
     return read(root).to_dict()
+
+
+def write_streaming(root: Path, manifest: Manifest, keys: dict[str, Callable[[], Iterator[str]]]) -> Path:
+    """Write ``root/manifest.json`` with each listed source's ``keys`` streamed from ``keys[source]`` (an
+    iterable factory) instead of held in memory; the text is the same as :func:`write` of the full manifest."""
+    marks = {}
+    for e in manifest.sources:
+        if e.source in keys:
+            marks[e.source] = f"\x00keys of {e.source}\x00"
+            e.keys = [marks[e.source]]
+    try:
+        text = dumps(manifest.to_dict())
+    finally:
+        for e in manifest.sources:
+            if e.source in marks:
+                e.keys = []
+    dest = root / MANIFEST
+    with open(dest, "w", encoding="utf-8", newline="\n") as handle:
+        for source, mark in marks.items():
+            at = text.index(json.dumps(mark))
+            line_start = text.rindex("\n", 0, at) + 1
+            handle.write(text[:line_start])
+            indent = text[line_start:at]
+            first = True
+            for key in keys[source]():
+                handle.write(("" if first else ",\n") + indent + json.dumps(key, ensure_ascii=False))
+                first = False
+            text = text[at + len(json.dumps(mark)):]
+        handle.write(text)
+    return dest

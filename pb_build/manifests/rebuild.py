@@ -13,7 +13,7 @@ from pb_build.errors import PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.manifests.recipe import RecipeSource, source_jobs
-from pb_build.writers.native import DEFAULT_SHARD_BYTES
+from pb_build.shards import AUTO
 
 
 @dataclass
@@ -78,10 +78,17 @@ def rebuild(manifest_path: Path, out: Path, overrides: dict[str, Path], *, table
                          f"{entry.builder_version}")
     if manifest.pb_build_version != __version__:
         notes.append(f"pb-build {__version__} differs from the recorded {manifest.pb_build_version}")
+    if "shard_size" not in manifest.writer:
+        notes.append("the manifest predates fixed-size shards: the native parquet files will differ")
     build_release(out, jobs, workers=workers, overwrite=overwrite, progress=progress,
-                  shard_bytes=manifest.writer.get("shard_bytes", DEFAULT_SHARD_BYTES), release=manifest.release)
+                  shard_size=_shard_size(manifest.writer.get("shard_size", AUTO)), release=manifest.release)
     if original is None:
         return RebuildResult(out, False, [], notes)
     new = provenance.read_sums(out)
     differing = sorted(p for p in set(original) | set(new) if original.get(p) != new.get(p))
     return RebuildResult(out, True, differing, notes)
+
+
+def _shard_size(recorded: object) -> int | None:
+    """The recorded shard size as build_release takes it (None: derived from the plan, as recorded)."""
+    return recorded if isinstance(recorded, int) else None

@@ -1,0 +1,153 @@
+"""Where shard tasks run: in this process, in local worker processes, or on a Ray cluster.
+
+A distributor takes shard tasks (an iterator; at most a few are held at a time, so memory stays flat) and
+yields each finished shard's small summary as it completes, in any order: the release does not depend on it.
+A worker that dies (killed, out of memory) fails the build naming the sample it was building and the cause.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from pb_build.errors import PbBuildError
+from pb_build.names import FOLLOW_ENV
+from pb_build.shards import ShardSummary, ShardTask, last_attempt, run_shard
+
+DISTRIBUTORS = ("local", "ray")
+
+Distributor = Callable[[Iterable[ShardTask], int], Iterator[ShardSummary]]
+
+
+def _init_worker() -> None:
+    import cv2
+
+    import pb_build.builders  # noqa: F401  (the registry and every builder's imports, once per worker)
+
+    # Workers already run in parallel; OpenCV's own threads would only oversubscribe the CPUs.
+    cv2.setNumThreads(1)
+
+
+def _ready() -> None:
+    """A no-op task: submitting one per worker starts the worker processes."""
+
+
+def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
+    """Run shard tasks here (one worker) or in ``workers`` spawned processes."""
+    if workers <= 1:
+        for task in tasks:
+            yield run_shard(task)
+        return
+    import multiprocessing as mp
+
+    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker) as pool:
+        for _ in range(workers):  # start every worker now: their imports overlap the parent's planning
+            pool.submit(_ready)
+        running: dict[Future[ShardSummary], ShardTask] = {}
+        processes: dict[int, Any] = {}
+        todo = iter(tasks)
+        while True:
+            for task in todo:
+                running[pool.submit(run_shard, task)] = task
+                processes.update(getattr(pool, "_processes", None) or {})  # to learn how a dead one died
+                if len(running) >= 2 * workers:
+                    break
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                task = running.pop(future)
+                try:
+                    summary = future.result()
+                except BrokenProcessPool:
+                    raise _died([task, *running.values()], _deaths(processes.values())) from None
+                yield summary
+
+
+class WorkerDied(PbBuildError):
+    """A worker process died (killed, out of memory): the finished shards are kept for a rerun."""
+
+
+def _deaths(processes: Iterable[Any]) -> dict[int, str]:
+    """{pid: cause} of the worker processes that died; those the pool stopped afterwards (SIGTERM) last."""
+    deaths: dict[int, str] = {}
+    for proc in processes:
+        proc.join(timeout=1)
+        code = proc.exitcode
+        if code is not None and code < 0:
+            hint = ", e.g. out of memory" if -code == signal.SIGKILL else ""
+            deaths[proc.pid] = f"killed by {signal.Signals(-code).name}{hint}"
+        elif code not in (None, 0):
+            deaths[proc.pid] = f"exited with status {code}"
+    return dict(sorted(deaths.items(), key=lambda item: "SIGTERM" in item[1]))
+
+
+def _died(tasks: list[ShardTask], deaths: dict[int, str]) -> WorkerDied:
+    attempts = [(task, last_attempt(task.folder)) for task in tasks]
+    for pid, cause in deaths.items():
+        for task, attempt in attempts:
+            if attempt is not None and attempt[0] == pid:
+                return WorkerDied(f"{task.source}: the worker building sample {attempt[1]} died ({cause}); "
+                                  "nothing was written at the target")
+    for task, attempt in attempts:
+        if attempt is not None:
+            cause = next(iter(deaths.values()), "a worker process died")
+            return WorkerDied(f"{task.source}: the worker building sample {attempt[1]} died ({cause}); "
+                              "nothing was written at the target")
+    return WorkerDied(f"a worker died ({next(iter(deaths.values()), 'unknown cause')}); nothing was written at "
+                      "the target")
+
+
+def run_ray(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
+    """Run shard tasks on a Ray cluster (``RAY_ADDRESS``, or a local instance started here), ``workers`` at a
+    time. Shard folders must be on a file system every Ray node sees."""
+    try:
+        import ray
+    except ImportError:
+        raise PbBuildError("--distributor ray needs Ray: pip install 'pb-build[ray]'") from None
+    from ray.exceptions import RayTaskError, WorkerCrashedError
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    # Ray workers do not inherit this process's environment: pass on what workers read from it.
+    env = {FOLLOW_ENV: os.environ[FOLLOW_ENV]} if FOLLOW_ENV in os.environ else {}
+    remote = ray.remote(num_cpus=1, max_retries=0)(run_shard).options(runtime_env={"env_vars": env})
+    running: dict[Any, ShardTask] = {}
+    todo = iter(tasks)
+    try:
+        while True:
+            for task in todo:
+                running[remote.remote(task)] = task
+                if len(running) >= 2 * workers:
+                    break
+            if not running:
+                return
+            done, _ = ray.wait(list(running), num_returns=1)
+            for ref in done:
+                task = running.pop(ref)
+                try:
+                    yield ray.get(ref)
+                except RayTaskError as err:
+                    raise err.as_instanceof_cause() from None
+                except WorkerCrashedError:
+                    raise _died([task], {}) from None
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+def get_distributor(name: str) -> Distributor:
+    """The distributor called ``name`` (one of :data:`DISTRIBUTORS`)."""
+    if name == "ray":
+        return run_ray
+    if name == "local":
+        return run_local
+    raise PbBuildError(f"unknown distributor {name!r} (choose {', '.join(DISTRIBUTORS)})")
