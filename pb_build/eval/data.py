@@ -189,8 +189,9 @@ def _official(folder: Path, source: str) -> tuple[Dataset, Any]:
                            f"(no test/<Name>{JSONL_SUFFIX})")
     from pb_build.builders import REGISTRY
 
-    by_official = {b.info.official_name: n for n, b in REGISTRY.items()}
-    name, official_name = sources.resolve(source, [(by_official.get(o, o), o) for o in names])
+    # (builder name, official name) of each layout in the folder; an unregistered one keeps its official name
+    pairs = [(getattr(REGISTRY.by_official_name(o), "name", o), o) for o in names]
+    name, official_name = sources.resolve(source, pairs)
     get_importer(official_name)  # fail early, with the list of importers, rather than once per record
     jsonl = test_dir / f"{official_name}{JSONL_SUFFIX}"
     data = Dataset(folder, "official", name, official_name, fingerprint=provenance.sha256_file(jsonl))

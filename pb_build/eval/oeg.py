@@ -7,10 +7,11 @@ are data the source put on the episode (``Episode.spec``), so any release evalua
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 
 from pb_build.episode import Episode, EpisodeSpec
 from pb_build.errors import PbBuildError
+from pb_build.eval.sources import Derived
 
 
 def _spec(ep: Episode) -> EpisodeSpec:
@@ -30,23 +31,12 @@ def threshold(ep: Episode) -> int:
     return _spec(ep).oeg_threshold
 
 
-class _Thresholds(Mapping[str, int]):
-    """``PREDICTION_THR`` of ``proactivebench.open_ended_gen``, keyed by alias, from the registered sources (for
-    judging saved generations, which name only the alias)."""
+def _thresholds() -> dict[str, int]:
+    from pb_build.builders import REGISTRY
 
-    def _table(self) -> dict[str, int]:
-        from pb_build.builders import REGISTRY
-
-        return {s.official.alias: s.official.oeg_threshold for s in REGISTRY.values()}
-
-    def __getitem__(self, key: str) -> int:
-        return self._table()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table())
-
-    def __len__(self) -> int:
-        return len(self._table())
+    return {s.official.alias: s.official.oeg_threshold for s in REGISTRY.values()}
 
 
-THRESHOLDS: Mapping[str, int] = _Thresholds()
+#: ``PREDICTION_THR`` of ``proactivebench.open_ended_gen``, keyed by alias, from the registered sources (for
+#: judging saved generations, which name only the alias).
+THRESHOLDS: Mapping[str, int] = Derived(_thresholds)

@@ -7,17 +7,20 @@ the places that only have a name (a saved run, a user's ``--source``), so a new 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 from pb_build.errors import PbBuildError
 
+V = TypeVar("V")
 
-class _Derived(Mapping[str, str]):
-    """A name table computed from the registry on use (sources may be registered by installed packages)."""
 
-    def __init__(self, table: Callable[[], dict[str, str]]):
+class Derived(Mapping[str, V]):
+    """A table computed from the registry on use (sources may be registered by installed packages)."""
+
+    def __init__(self, table: Callable[[], dict[str, V]]):
         self._table = table
 
-    def __getitem__(self, key: str) -> str:
+    def __getitem__(self, key: str) -> V:
         return self._table()[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -34,8 +37,8 @@ def _aliases() -> dict[str, str]:
 
 
 #: Official name -> the paper's alias, e.g. QuickDraw's is QD.
-ALIASES: Mapping[str, str] = _Derived(_aliases)
-OFFICIAL_NAMES: Mapping[str, str] = _Derived(lambda: {a: n for n, a in _aliases().items()})
+ALIASES: Mapping[str, str] = Derived(_aliases)
+OFFICIAL_NAMES: Mapping[str, str] = Derived(lambda: {a: n for n, a in _aliases().items()})
 
 
 class _Order(Sequence[str]):

@@ -9,7 +9,7 @@ uses the registry: the authors' layout carries no spec of its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,29 +17,15 @@ from pb_build.builders import REGISTRY
 from pb_build.builders.base import ImportFailure, read_frame
 from pb_build.episode import Episode
 from pb_build.errors import PbBuildError
+from pb_build.eval.sources import Derived
 
 __all__ = ["IMPORTERS", "ImportFailure", "Importer", "get_importer", "import_record", "read_frame"]
 
 Importer = Callable[[dict[str, Any], Path], Episode]
 
 
-class _Importers(Mapping[str, Importer]):
-    """Official name -> importer of every registered source."""
-
-    def _table(self) -> dict[str, Importer]:
-        return {s.info.official_name: s.import_record for s in REGISTRY.values()}
-
-    def __getitem__(self, official_name: str) -> Importer:
-        return self._table()[official_name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._table())
-
-    def __len__(self) -> int:
-        return len(self._table())
-
-
-IMPORTERS: Mapping[str, Importer] = _Importers()
+#: Official name -> importer of every registered source.
+IMPORTERS: Mapping[str, Importer] = Derived(lambda: {s.info.official_name: s.import_record for s in REGISTRY.values()})
 
 
 def get_importer(official_name: str) -> Importer:
