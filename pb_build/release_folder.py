@@ -21,7 +21,7 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -154,9 +154,12 @@ def unclaim(folder: Path) -> None:
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a folder; a failure is one error naming the path that could not be removed."""
+    """Remove a folder (or a file); a failure is one error naming the path that could not be removed."""
     try:
-        shutil.rmtree(path)
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        else:
+            shutil.rmtree(path)
     except FileNotFoundError:
         return
     except OSError as exc:
@@ -209,10 +212,14 @@ def _note(lines: list[str]) -> None:
 
 
 @contextmanager
-def new_folder(out: Path, overwrite: bool = False) -> Iterator[Path]:
-    """Yield an empty temporary folder beside ``out``; when the block succeeds it replaces ``out``."""
+def new_folder(out: Path, overwrite: bool = False,
+               check: Callable[[Path, bool], None] = check_target) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``out``; when the block succeeds it replaces ``out``.
+
+    ``check`` decides whether ``out`` may be replaced (by default: only a pb-build release, with ``overwrite``).
+    """
     out = out.resolve()
-    check_target(out, overwrite)
+    check(out, overwrite)
     tmp = out.parent / f".{out.name}{TMP_SUFFIX}"
     if tmp.exists():
         if _owner_alive(tmp):

@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from pb_build.errors import PbBuildError
+from pb_build.release_folder import new_folder
 
 
-@contextmanager
-def fresh_folder(out: Path, overwrite: bool) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``out`` when the block succeeds (and is removed when it fails).
-    A non-empty ``out`` is refused unless ``overwrite``."""
+def _may_replace(out: Path, overwrite: bool) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise PbBuildError(f"{out}: exists and is not empty; pass --overwrite or choose another --out")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        yield tmp
-        if out.is_dir():
-            shutil.rmtree(out)
-        elif out.exists():
-            out.unlink()
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+
+def fresh_folder(out: Path, overwrite: bool) -> AbstractContextManager[Path]:
+    """A temporary folder that replaces ``out`` when the block succeeds (and is removed when it fails). A non-empty
+    ``out`` (a gallery or report, not a release) is refused unless ``overwrite``."""
+    return new_folder(out, overwrite, check=_may_replace)
 
 
 def folder_bytes(folder: Path) -> int:
