@@ -6,6 +6,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +19,7 @@ from pb_build.cli import main
 from pb_build.errors import PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests.provenance import builder_fingerprint, read_sums, source_modules
-from pb_build.writers.native import FEATURES, FIELD_DOCS
+from pb_build.writers.native import FEATURES, FIELD_DOCS, SCHEMA
 
 try:
     from test_vsod import make_tree as vsod_tree
@@ -75,6 +77,22 @@ def test_unreadable_manifest_is_one_clear_line(sample: Path, tmp_path: Path, edi
 
 
 # ------------------------------------------------------------------------------------------------ the card
+
+
+def test_native_schema_is_the_one_datasets_derives():
+    """Shards are written without importing ``datasets``; the schema (and its metadata, which ``load_dataset``
+    reads the features from) must still be exactly the one ``datasets`` derives from the features."""
+    from datasets import Features
+
+    derived = Features.from_dict(FEATURES).arrow_schema
+    assert SCHEMA.equals(derived, check_metadata=True)
+    assert Features.from_dict(FEATURES).to_dict() == FEATURES
+
+
+def test_writing_a_shard_does_not_import_datasets():
+    code = ("import sys; import pb_build.shards, pb_build.builders; "
+            "assert 'datasets' not in sys.modules, 'datasets imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_card_describes_fields_recipe_and_is_true_for_a_sample(sample: Path):

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from datasets import Features
 from datasets.info import DatasetInfo, DatasetInfosDict
 from datasets.splits import SplitDict, SplitInfo
 from datasets.utils.metadata import MetadataConfigs
@@ -93,10 +94,11 @@ def card_text(configs: list[ConfigSummary], release: dict | None = None, repo_id
                            task_categories=["visual-question-answering"])
     infos = {}
     meta = {}
+    features = Features.from_dict(FEATURES)
     for c in configs:
         splits = SplitDict()
         splits.add(SplitInfo(name=c.split, num_bytes=c.num_bytes, num_examples=c.rows))
-        infos[c.config] = DatasetInfo(features=FEATURES, splits=splits, download_size=c.num_bytes,
+        infos[c.config] = DatasetInfo(features=features, splits=splits, download_size=c.num_bytes,
                                       dataset_size=c.num_bytes)
         meta[c.config] = {"data_files": [{"split": c.split, "path": f"{c.config}/{c.split}-*"}]}
     DatasetInfosDict(infos).to_dataset_card_data(data)

@@ -8,7 +8,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from datasets import Features, Image, List, Value
 
 from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 
@@ -17,36 +16,62 @@ ROW_GROUP = 100
 ROW_GROUP_BYTES = 64 * 1024 * 1024
 DEFAULT_SHARD_BYTES = 500 * 1024 * 1024
 
-_i32 = Value("int32")
-_str = Value("string")
+# The columns in the JSON form of ``datasets.Features.to_dict()``; the arrow schema is derived from it here, so
+# writing a shard does not import ``datasets`` (a second of every worker's start-up). A test checks that SCHEMA
+# equals ``datasets.Features.from_dict(FEATURES).arrow_schema``, metadata included.
+_i32 = {"dtype": "int32", "_type": "Value"}
+_str = {"dtype": "string", "_type": "Value"}
 
-FEATURES = Features(
-    {
-        "id": Value("int64"),
-        "key": _str,
-        "source": _str,
-        "official_name": _str,
-        "prompt": _str,
-        "options": List(_str),
-        "abstain_option": _i32,
-        "categories": List(_str),
-        "answer": _str,
-        "frames": List(Image()),
-        "states": List(
-            {"frame": _i32, "shown": List(_i32), "valid": List(_i32), "targets": List(_i32),
-             "answer_valid": Value("bool")}
-        ),
-        "initial_state": _i32,
-        "reference_frame": _i32,
-        "max_steps": _i32,
-        "hint": _str,
-        "pre_prompt": _str,
-        "official_record": _str,
-        "official_files": List(_str),
-        "meta": _str,
-    }
-)
-SCHEMA = FEATURES.arrow_schema
+
+def _list(feature: dict[str, Any]) -> dict[str, Any]:
+    return {"feature": feature, "_type": "List"}
+
+
+FEATURES: dict[str, Any] = {
+    "id": {"dtype": "int64", "_type": "Value"},
+    "key": _str,
+    "source": _str,
+    "official_name": _str,
+    "prompt": _str,
+    "options": _list(_str),
+    "abstain_option": _i32,
+    "categories": _list(_str),
+    "answer": _str,
+    "frames": _list({"_type": "Image"}),
+    "states": _list({"frame": _i32, "shown": _list(_i32), "valid": _list(_i32), "targets": _list(_i32),
+                     "answer_valid": {"dtype": "bool", "_type": "Value"}}),
+    "initial_state": _i32,
+    "reference_frame": _i32,
+    "max_steps": _i32,
+    "hint": _str,
+    "pre_prompt": _str,
+    "official_record": _str,
+    "official_files": _list(_str),
+    "meta": _str,
+}
+_ARROW_VALUES = {"int64": pa.int64(), "int32": pa.int32(), "string": pa.string(), "bool": pa.bool_()}
+_IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # how ``datasets`` stores an Image
+
+
+def arrow_type(feature: dict[str, Any]) -> pa.DataType:
+    """The arrow type ``datasets`` gives a feature in its ``to_dict()`` form (the kinds :data:`FEATURES` uses)."""
+    kind = feature.get("_type")
+    if kind == "Value":
+        return _ARROW_VALUES[feature["dtype"]]
+    if kind == "List":
+        return pa.list_(arrow_type(feature["feature"]))
+    if kind == "Image":
+        return _IMAGE
+    return pa.struct([(name, arrow_type(sub)) for name, sub in feature.items()])
+
+
+def arrow_schema(features: dict[str, Any]) -> pa.Schema:
+    """The schema ``datasets.Features.from_dict(features).arrow_schema`` gives, its metadata included."""
+    return pa.schema([(name, arrow_type(f)) for name, f in features.items()],
+                     metadata={"huggingface": json.dumps({"info": {"features": features}})})
+
+
+SCHEMA = arrow_schema(FEATURES)
 
 # What each column of a native config holds (the dataset card lists these; a test checks every column has one).
 FIELD_DOCS = {
