@@ -29,6 +29,7 @@ from pb_build.manifests.provenance import SUMS, sha256_file
 from pb_build.release_folder import CARD
 from pb_build.shards import KEYS, NATIVE, SPLIT, ShardSummary, iter_sums, jsonl_name
 from pb_build.visual.card_assets import PREVIEW_DIR, write_card_assets
+from pb_build.visual.stats import Tally
 from pb_build.writers.card import release_card
 from pb_build.writers.native import SCHEMA, ParquetShards
 
@@ -57,6 +58,14 @@ class SourceShards:
     plan_ineligible: list[dict[str, Any]] = field(default_factory=list)  # items the plan excluded
     raw: str = ""  # where the raw input was read (for messages)
 
+    def tally(self) -> Tally:
+        """The statistics of the source's episodes, merged from its shards' (numbered as in the release)."""
+        merged, first_id = Tally(), 0
+        for summary in self.summaries:
+            merged.merge(Tally.from_dict(summary.stats), first_id)
+            first_id += summary.samples
+        return merged
+
     def ineligible_items(self) -> list[dict[str, Any]]:
         """The items the source's eligibility rules excluded: those its workers met, in plan order, then the
         plan's own."""
@@ -81,7 +90,7 @@ def assemble(root: Path, sources: list[SourceShards], release: dict[str, Any] | 
         known.update(_assemble_source(root, src, take))
         sums_files += [folder / "sums.txt" for folder in src.folders]
     manifest = manifests.Manifest(sources=[s.entry for s in sources], release=release, split=SPLIT, writer=writer)
-    preview = write_card_assets(root, manifest.sources)
+    preview = write_card_assets(root, manifest.sources, {s.entry.source: s.tally() for s in sources})
     for path in sorted((root / PREVIEW_DIR).rglob("*")):
         if path.is_file():
             known[path.relative_to(root).as_posix()] = sha256_file(path)

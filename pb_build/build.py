@@ -34,6 +34,7 @@ from pb_build.release_folder import check_target, claim, new_folder, unclaim
 from pb_build.shards import (
     AUTO,
     DONE,
+    SHARD_FORMAT,
     ShardSummary,
     ShardTask,
     auto_shard_size,
@@ -315,7 +316,8 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, st
         bar.add_total(plan.size())
         shard_size = size or auto_shard_size(plan.size())
         entry = _entry(job, plan, tables, names)
-        fingerprint = job_fingerprint({"pb_build": __version__, "entry": dataclasses.asdict(entry),
+        fingerprint = job_fingerprint({"pb_build": __version__, "shard_format": SHARD_FORMAT,
+                                       "entry": dataclasses.asdict(entry),
                                        "skip_bad": skip_bad, "shard_size": shard_size})
         p = _Planned(SourceShards(entry, plan_skipped, raw=str(job.raw)), fingerprint)
         planned.append(p)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -24,12 +25,7 @@ Distributor = Callable[[Iterable[ShardTask], int], Iterator[ShardSummary]]
 
 
 def _init_worker() -> None:
-    import cv2
-
     import pb_build.builders  # noqa: F401  (the registry and every builder's imports, once per worker)
-
-    # Workers already run in parallel; OpenCV's own threads would only oversubscribe the CPUs.
-    cv2.setNumThreads(1)
 
 
 def _ready() -> None:
@@ -76,8 +72,13 @@ class WorkerDied(PbBuildError):
 def _deaths(processes: Iterable[Any]) -> dict[int, str]:
     """{pid: cause} of the worker processes that died; those the pool stopped afterwards (SIGTERM) last."""
     deaths: dict[int, str] = {}
+    deadline = time.monotonic() + 5
     for proc in processes:
+        # The pool's own thread reaps its dead workers too; when it wins that race our join returns before the
+        # exit code is stored on the shared process object, so wait until it is there.
         proc.join(timeout=1)
+        while proc.exitcode is None and time.monotonic() < deadline:
+            proc.join(timeout=0.05)
         code = proc.exitcode
         if code is not None and code < 0:
             hint = ", e.g. out of memory" if -code == signal.SIGKILL else ""

@@ -16,6 +16,8 @@ import json
 import mmap
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from typing import Any
 from pb_build.builders.base import WorkUnit
 from pb_build.errors import BadRecord, Ineligible, PbBuildError
 from pb_build.manifests.provenance import sha256_file
+from pb_build.visual.episodes import facts
+from pb_build.visual.stats import Tally
 from pb_build.writers.native import NativeWriter
 from pb_build.writers.official import OfficialWriter
 
@@ -37,6 +41,7 @@ KEYS = "keys.txt"  # one sample key per line, in id order
 ATTEMPTS = "attempt"  # "<pid>\t<key>\n" of the unit being built: names the sample a crashed worker held
 ATTEMPT_BYTES = 4096
 NATIVE = "native.parquet"
+SHARD_FORMAT = 2  # what a shard folder holds; part of every shard's fingerprint, so older shards are not reused
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ class ShardSummary:
     skipped: list[dict[str, Any]] = field(default_factory=list)
     ineligible: list[dict[str, Any]] = field(default_factory=list)  # items the source's rules excluded
     digests: dict[str, str] = field(default_factory=dict)  # of jsonl, native, keys and sums files
+    stats: dict[str, Any] = field(default_factory=dict)  # a Tally of its episodes (ids from 0 in the shard)
     reused: bool = False
 
     def to_json(self) -> str:
@@ -141,6 +147,26 @@ def iter_sums(path: Path):
 
 def run_shard(task: ShardTask) -> ShardSummary:
     """Build one shard into its folder, or reuse it when it is already there with the same fingerprint."""
+    with one_opencv_thread():
+        return _run_shard(task)
+
+
+@contextmanager
+def one_opencv_thread() -> Iterator[None]:
+    """Run OpenCV single-threaded, as a shard's work is one sample after another: parallelism comes from the
+    workers, and OpenCV's thread pool only adds overhead (a third more time for a one-worker QuickDraw build,
+    mostly system time)."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
+
+
+def _run_shard(task: ShardTask) -> ShardSummary:
     folder = Path(task.folder)
     if folder.is_dir():
         summary, _ = check_shard(folder, task.fingerprint)
@@ -172,6 +198,7 @@ def _build(task: ShardTask, folder: Path) -> ShardSummary:
     official = OfficialWriter(folder / SPLIT, task.official_name)
     native = NativeWriter(folder / "native", SPLIT, shard_bytes=1 << 62)
     summary = ShardSummary(task.source, task.index, task.fingerprint, len(task.units), 0, 0, 0)
+    tally = Tally()
     fields: set[str] = set()
     try:
         with open(folder / KEYS, "w", encoding="utf-8", newline="\n") as keys, _Attempts(folder / ATTEMPTS) as attempt:
@@ -194,6 +221,7 @@ def _build(task: ShardTask, folder: Path) -> ShardSummary:
                 official.write(ep, sample_id)
                 native.write(ep, sample_id)
                 keys.write(ep.key + "\n")
+                tally.add(summary.samples, ep, facts(summary.samples, ep))
                 summary.samples += 1
                 summary.frames += len(ep.frames)
                 if ep.official is not None:
@@ -209,6 +237,7 @@ def _build(task: ShardTask, folder: Path) -> ShardSummary:
         sums.writelines(f"{d}  {rel}\n" for rel, d in sorted(frame_digests.items()))
     summary.files = len(frame_digests)
     summary.official_fields = sorted(fields)
+    summary.stats = tally.to_dict()
     summary.digests = {jsonl: sha256_file(folder / jsonl), NATIVE: sha256_file(folder / NATIVE),
                        KEYS: sha256_file(folder / KEYS), SUMS: sha256_file(folder / SUMS)}
     (folder / ATTEMPTS).unlink()

@@ -354,7 +354,7 @@ def test_a_killed_worker_fails_the_build_naming_the_sample(tmp_path: Path):
 
 
 def test_full_disk_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    def full(path, data, folder):
+    def full(path, data):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr("pb_build.writers.official._store", full)

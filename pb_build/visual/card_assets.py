@@ -26,10 +26,13 @@ LEGEND = ("Each row is one episode: its frames in state order (blue border: the 
 
 
 def write_card_assets(release_dir: Path, entries: list[manifests.SourceEntry] | None = None,
-                      episodes_per_source: int = 3, folder: str = PREVIEW_DIR) -> str:
+                      tallies: dict[str, stats.Tally] | None = None, episodes_per_source: int = 3,
+                      folder: str = PREVIEW_DIR) -> str:
     """Write one preview PNG per source and ``previews/card.md`` under ``release_dir``; return the card section.
 
     ``entries`` are the release's sources (read from its manifest when not given, e.g. before it is written).
+    ``tallies`` are their statistics by source name when known (a build merges its shards'); a source without
+    one is read through to count its episodes.
     """
     release_dir = Path(release_dir)
     entries = manifests.read(release_dir).sources if entries is None else entries
@@ -37,12 +40,18 @@ def write_card_assets(release_dir: Path, entries: list[manifests.SourceEntry] | 
     for entry in entries:
         ref = episodes.SourceRef(entry.source, entry.official_name, alias(entry.official_name), entry.counts.samples)
         source_stats = stats.SourceStats(ref)
+        known = (tallies or {}).get(entry.source)
+        if known is not None:
+            source_stats.merge(known)
         shown: list[Item] = []
         for row in read_rows([release_dir / p for p in entry.files.native]):
             ep = from_row(row)
-            source_stats.add(row["id"], ep, episodes.facts(row["id"], ep))
             if len(shown) < episodes_per_source:
                 shown.append(Item(row["id"], ep))
+            if known is None:
+                source_stats.add(row["id"], ep, episodes.facts(row["id"], ep))
+            elif len(shown) == episodes_per_source:
+                break
         all_stats.append(source_stats)
         if not shown:
             continue

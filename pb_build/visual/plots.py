@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Sequence
 from typing import Any
 
 from pb_build.errors import PbBuildError
@@ -32,18 +31,19 @@ def to_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
-def counts_bar(values: Sequence[int], title: str, xlabel: str, size: tuple[float, float] = (3.4, 2.2)) -> bytes:
-    """A bar per distinct integer value (how many samples have it), or a histogram when there are many."""
+def counts_bar(counts: Counter, title: str, xlabel: str, size: tuple[float, float] = (3.4, 2.2)) -> bytes:
+    """A bar per distinct integer value of a {value: samples} histogram, or a 20-bin histogram when there are
+    many values."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=size, dpi=90)
-    counts = Counter(values)
     if len(counts) <= 25:
         keys = sorted(counts)
         ax.bar([str(k) for k in keys], [counts[k] for k in keys], color="#4c72b0")
         if len(keys) > 12:
             ax.tick_params(axis="x", labelsize=6, rotation=90)
     else:
-        ax.hist(values, bins=20, color="#4c72b0")
+        keys = sorted(counts)
+        ax.hist(keys, bins=20, weights=[counts[k] for k in keys], color="#4c72b0")
     _label(ax, title, xlabel, "samples")
     return to_png(fig)
 
