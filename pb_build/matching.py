@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Literal
 
@@ -10,11 +11,13 @@ Verdict = Literal["correct", "wrong", "mismatch"]
 _PREFIX = re.compile(r"^.*[A-Z]\.\s*")
 
 
+@functools.lru_cache(maxsize=4096)  # builds and replays judge the same few option strings over and over
 def normalise_text(answer: str) -> str:
     """Drop a letter prefix (up to the last 'X.'), lowercase, strip, delete spaces."""
     return _PREFIX.sub("", answer).lower().strip().replace(" ", "")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_letter(answer: str) -> str:
     """The single letter before the first '.', lowercased; '#' when it is not one character."""
     head = answer.split(".")[0].lower().strip()

@@ -403,5 +403,5 @@ def build(unit: WorkUnit, config: Config) -> Episode:
         abstain=(abstain_idx,),
         official=OfficialExport(info.official_name, record, (OfficialFile(path, data),)),
         meta=meta,
-    ).validate()
+    )
 

@@ -329,4 +329,4 @@ def build(unit: WorkUnit, config: Config) -> Episode:
               "views": [v.file_name for v in views], "image_ids": ids,
               "informative_views": [v.file_name for v in view_set.informative],
               "distractor_classes": wrong},
-    ).validate()
+    )

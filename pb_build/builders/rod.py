@@ -305,4 +305,4 @@ def build(unit: WorkUnit, config: Config) -> Episode:
         abstain=(options.index(abstain),),
         official=OfficialExport(info.official_name, record, files),
         meta=meta,
-    ).validate()
+    )

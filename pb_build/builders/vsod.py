@@ -431,4 +431,4 @@ def build(unit: WorkUnit, config: Config) -> Episode:
               "labels_line": s.labels_line, "first_frame": Path(s.frames[s.first]).name,
               "reference_frame": Path(s.frames[s.reference]).name, "occluded_fraction": round(s.fraction, 6),
               "strong_threshold": config.strong_threshold},
-    ).validate()
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -98,7 +99,7 @@ def _imports(path: Path, name: str, is_package: bool) -> list[str]:
     """The modules a Python file imports (``from a import b`` yields ``a`` and ``a.b``, which may be a module)."""
     base = name if is_package else name.rpartition(".")[0]
     found = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _statements(ast.parse(path.read_text(encoding="utf-8")).body):
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -110,6 +111,17 @@ def _imports(path: Path, name: str, is_package: bool) -> list[str]:
             found.append(mod)
             found += [f"{mod}.{a.name}" for a in node.names]
     return found
+
+
+def _statements(nodes: list[ast.AST]) -> Iterator[ast.AST]:
+    """Every statement under ``nodes``, nested ones included (imports are statements: walking only these is
+    several times faster than ``ast.walk``, which visits every expression too)."""
+    for node in nodes:
+        yield node
+        for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, block, None)
+            if isinstance(children, list):
+                yield from _statements(children)
 
 
 def builder_fingerprint(builder: Any) -> str:
