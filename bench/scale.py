@@ -23,6 +23,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from pb_build.build import SourceJob, build_release  # noqa: E402
 from pb_build.builders import get_builder  # noqa: E402
+from pb_build.shards import one_opencv_thread  # noqa: E402
 
 # --------------------------------------------------------------------------------------- synthetic raw inputs
 
@@ -113,43 +115,58 @@ def _vsod(root: Path, scale: int) -> list[SourceJob]:
     return [SourceJob(vsod, vsod.Config(labels=str(labels)), raw_dir)]
 
 
-SOURCES: dict[str, tuple[Callable[[Path, int], list[SourceJob]], int]] = {  # generator, default scale (frames)
+# generator, default scale (about the frames built): large enough that a one-worker build lasts several seconds,
+# so the rows measure throughput rather than start-up
+SOURCES: dict[str, tuple[Callable[[Path, int], list[SourceJob]], int]] = {
     "quickdraw": (_quickdraw, 8000),
-    "changeit": (_changeit, 600),
+    "changeit": (_changeit, 2400),
     "coco": (_coco, 1200),
-    "imagenet-c": (_imagenet_c, 2000),
-    "mvp-n": (_mvp_n, 1600),
-    "rod": (_rod, 2000),
-    "vsod": (_vsod, 2000),
+    "imagenet-c": (_imagenet_c, 8000),
+    "mvp-n": (_mvp_n, 6400),
+    "rod": (_rod, 8000),
+    "vsod": (_vsod, 8000),
 }
 
 # ----------------------------------------------------------------------------------------------- measurements
 
 
-def time_build(jobs: list[SourceJob], workers: int, tmp: Path, shard_size: int | None) -> tuple[float, int]:
-    """(seconds, frames) of one full release build."""
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_build(jobs: list[SourceJob], workers: int, tmp: Path, shard_size: int | None) -> tuple[float, int, float]:
+    """(seconds, frames, CPU cores busy on average) of one full release build.
+
+    The release is left in ``tmp`` until the whole run ends: on ext4, creating files right after deleting many
+    (a previous release) is several times slower in the kernel (inode allocation skips recently deleted inodes),
+    which would charge one row for the clean-up of the one before.
+    """
     out = tmp / f"out-{workers}-{time.monotonic_ns()}"
     gc.collect()
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     reports = build_release(out, jobs, workers=workers, progress=False, shard_size=shard_size)
     seconds = time.perf_counter() - started
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    return seconds, sum(r.frames for r in reports)
+    return seconds, sum(r.frames for r in reports), (cpu_seconds() - cpu) / seconds
 
 
-def time_bare(jobs: list[SourceJob]) -> tuple[float, int]:
-    """(seconds, frames) of calling build() on every planned unit in this process, keeping nothing."""
+def time_bare(jobs: list[SourceJob]) -> tuple[float, int, float]:
+    """(seconds, frames, cores) of calling build() on every planned unit in this process, keeping nothing; OpenCV
+    single-threaded, as in a build's workers."""
     units = [(job, list(job.builder.plan(job.raw, job.config, None).units)) for job in jobs]  # untimed
     gc.collect()
     frames = 0
-    started = time.perf_counter()
-    for job, planned in units:
-        for unit in planned:
-            frames += len(job.builder.build(unit, job.config).frames)
-    return time.perf_counter() - started, frames
+    with one_opencv_thread():
+        cpu, started = cpu_seconds(), time.perf_counter()
+        for job, planned in units:
+            for unit in planned:
+                frames += len(job.builder.build(unit, job.config).frames)
+        seconds = time.perf_counter() - started
+    return seconds, frames, (cpu_seconds() - cpu) / seconds
 
 
-def time_naive_quickdraw(job: SourceJob, tmp: Path) -> tuple[float, int]:
+def time_naive_quickdraw(job: SourceJob, tmp: Path) -> tuple[float, int, float]:
     """A naive single-process PIL script producing the QuickDraw output: every frame drawn with ImageDraw and
     saved as PNG, one JSON line per drawing."""
     from PIL import Image, ImageDraw
@@ -162,7 +179,7 @@ def time_naive_quickdraw(job: SourceJob, tmp: Path) -> tuple[float, int]:
     out.mkdir()
     size = config.image_size
     frames = 0
-    started = time.perf_counter()
+    cpu, started = cpu_seconds(), time.perf_counter()
     with open(out / "naive.jsonl", "w") as jsonl:
         for d in drawings:
             folder = out / d.word / d.key_id
@@ -177,8 +194,7 @@ def time_naive_quickdraw(job: SourceJob, tmp: Path) -> tuple[float, int]:
                 frames += 1
             jsonl.write(json.dumps({"key": d.key_id, "word": d.word, "num_images": len(groups)}) + "\n")
     seconds = time.perf_counter() - started
-    subprocess.run(["rm", "-rf", str(out)], check=True)
-    return seconds, frames
+    return seconds, frames, (cpu_seconds() - cpu) / seconds
 
 
 RSS_CHILD = """
@@ -225,9 +241,9 @@ def bench_source(name: str, scale: int, repeat: int, shards: int | None, tmp: Pa
     jobs = make(tmp / f"raw-{name}", scale)
     units = sum(1 for job in jobs for _ in job.builder.plan(job.raw, job.config, None).units)
     shard_size = -(-units // shards) if shards else None
-    best: dict[str, tuple[float, int]] = {}
+    best: dict[str, tuple[float, int, float]] = {}
 
-    def keep(key: str, result: tuple[float, int]) -> None:
+    def keep(key: str, result: tuple[float, int, float]) -> None:
         if key not in best or result[0] < best[key][0]:
             best[key] = result
 
@@ -237,9 +253,9 @@ def bench_source(name: str, scale: int, repeat: int, shards: int | None, tmp: Pa
         keep("2 workers", time_build(jobs, 2, tmp, shard_size))
         if name == "quickdraw":
             keep("naive PIL", time_naive_quickdraw(jobs[0], tmp))
-    fps = {k: frames / seconds for k, (seconds, frames) in best.items()}
+    fps = {k: frames / seconds for k, (seconds, frames, _) in best.items()}
     row = {"source": name, "samples": units, "shard_size": shard_size or "auto", "frames": best["1 worker"][1],
-           "fps": fps,
+           "fps": fps, "seconds": {k: v[0] for k, v in best.items()}, "cores": {k: v[2] for k, v in best.items()},
            "2w/1w": fps["2 workers"] / fps["1 worker"], "1w/bare": fps["1 worker"] / fps["bare"]}
     if "naive PIL" in fps:
         row["1w/naive"] = fps["1 worker"] / fps["naive PIL"]
@@ -266,17 +282,17 @@ def main(argv: list[str] | None = None) -> int:
     rows, rss = [], []
     with tempfile.TemporaryDirectory(prefix="pb-bench-scale-") as tmp_name:
         tmp = Path(tmp_name)
-        print(f"{'source':11s} {'samples':>7s} {'shard':>5s} {'frames':>7s} {'bare f/s':>9s} {'1w f/s':>8s} "
-              f"{'2w f/s':>8s} {'2w/1w':>6s} "
-              f"{'1w/bare':>7s} {'1w/naive PIL':>12s}")
+        print(f"{'source':11s} {'samples':>7s} {'shard':>5s} {'frames':>7s} {'1w s':>6s} {'bare f/s':>9s} "
+              f"{'1w f/s':>8s} {'2w f/s':>8s} {'2w/1w':>6s} {'1w/bare':>7s} {'1w/naive PIL':>12s} "
+              f"{'cores 1w':>8s} {'cores 2w':>8s}")
         for name in args.sources:
             row = bench_source(name, int(SOURCES[name][1] * args.scale), args.repeat, args.shards or None, tmp)
             rows.append(row)
             naive = f"{row['1w/naive']:.2f}" if "1w/naive" in row else "-"
             print(f"{name:11s} {row['samples']:7d} {row['shard_size']:>5} {row['frames']:7d} "
-                  f"{row['fps']['bare']:9.1f} {row['fps']['1 worker']:8.1f} "
-                  f"{row['fps']['2 workers']:8.1f} {row['2w/1w']:6.2f} {row['1w/bare']:7.2f} {naive:>12s}",
-                  flush=True)
+                  f"{row['seconds']['1 worker']:6.1f} {row['fps']['bare']:9.1f} {row['fps']['1 worker']:8.1f} "
+                  f"{row['fps']['2 workers']:8.1f} {row['2w/1w']:6.2f} {row['1w/bare']:7.2f} {naive:>12s} "
+                  f"{row['cores']['1 worker']:8.2f} {row['cores']['2 workers']:8.2f}", flush=True)
         for n in args.rss_sizes:
             for workers in (1, 2):
                 samples, main_mb, worker_mb = peak_rss(n, workers, tmp, args.rss_image_size)

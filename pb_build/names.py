@@ -65,12 +65,17 @@ def check_inside(raw_root: Path, files: Iterable[Path | str]) -> None:
     """Refuse a file spelled under ``raw_root`` that resolves outside it (a symlink leaving ``--raw``)."""
     if follow_symlinks():
         return
-    root = Path(raw_root).resolve()
-    spelled_root = Path(os.path.abspath(raw_root))
+    root = os.path.realpath(raw_root)
+    spelled_root = os.path.join(os.path.abspath(raw_root), "")
+    folders: dict[str, str] = {}  # each folder is resolved once: resolving every file costs a stat per component
     for file in files:
-        spelled = Path(os.path.abspath(file))
-        if spelled_root not in spelled.parents:
+        spelled = os.path.abspath(file)
+        if not spelled.startswith(spelled_root):
             continue  # a file given outside --raw on purpose (e.g. a user table)
-        if not spelled.resolve().is_relative_to(root):
-            raise BadRecord(file, f"is a symlink leading outside --raw (to {spelled.resolve()}); pass "
+        folder, name = os.path.split(spelled)
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        resolved = os.path.realpath(spelled) if os.path.islink(spelled) else os.path.join(folders[folder], name)
+        if os.path.commonpath([root, resolved]) != root:
+            raise BadRecord(file, f"is a symlink leading outside --raw (to {resolved}); pass "
                                   "--follow-symlinks to read it")
