@@ -42,6 +42,27 @@ def move(src: Path, dest: Path) -> None:
     os.replace(src, dest)
 
 
+class Moves:
+    """Moves files and folders (a ``Take``) and remembers them, so that an assembly that fails or is interrupted
+    can put every shard's files back: a rerun then reuses the shards instead of rebuilding them."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[Path, Path]] = []
+
+    def __call__(self, src: Path, dest: Path) -> None:
+        os.replace(src, dest)
+        self.done.append((Path(src), Path(dest)))
+
+    def undo(self) -> None:
+        """Move everything back, the last move first."""
+        while self.done:
+            src, dest = self.done.pop()
+            try:
+                os.replace(dest, src)
+            except OSError:
+                pass  # that shard fails its digest check on the rerun and is rebuilt
+
+
 def copy(src: Path, dest: Path) -> None:
     shutil.copyfile(src, dest)
 
@@ -139,7 +160,7 @@ def _assemble_source(root: Path, src: SourceShards, take: Take) -> dict[str, str
                     line = _with_id(line.decode("utf-8"), first_id + n).encode("utf-8")
                     digest.update(line)
                     jsonl.write(line)
-            files += _copy_frames(folder, root) if take is copy else _move_tree(folder / SPLIT, test, {name})
+            files += _copy_frames(folder, root) if take is copy else _move_tree(folder / SPLIT, test, take, {name})
     known[f"{SPLIT}/{name}"] = digest.hexdigest()
     total = max(len(src.folders), 1)
     shards = []
@@ -190,7 +211,7 @@ def _renumber_parquet(src: Path, dest: Path, first_id: int) -> None:
             writer.write_table(table, row_group_size=table.num_rows)
 
 
-def _move_tree(src: Path, dest: Path, skip: set[str] = frozenset()) -> int:
+def _move_tree(src: Path, dest: Path, take: Take, skip: set[str] = frozenset()) -> int:
     """Move what ``src`` holds into ``dest``, whole folders at once where ``dest`` has none yet; returns the files
     added. A file already there (a frame shared by samples of two shards) must be identical."""
     added = 0
@@ -199,10 +220,10 @@ def _move_tree(src: Path, dest: Path, skip: set[str] = frozenset()) -> int:
             continue
         target = dest / entry.name
         if not os.path.lexists(target):
-            os.replace(entry.path, target)
+            take(Path(entry.path), target)
             added += sum(len(f) for _, _, f in os.walk(target)) if entry.is_dir() else 1
         elif entry.is_dir():
-            added += _move_tree(Path(entry.path), target)
+            added += _move_tree(Path(entry.path), target, take)
         elif sha256_file(Path(entry.path)) != sha256_file(target):
             raise InvalidEpisode(f"{target}: written by two shards with different content")
     return added

@@ -23,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from pb_build import __version__
-from pb_build.assemble import SourceShards, assemble, check_min_samples
+from pb_build.assemble import Moves, SourceShards, assemble, check_min_samples
 from pb_build.builders.base import Plan, WorkUnit, iter_units
 from pb_build.distributors import WorkerDied, get_distributor
 from pb_build.errors import BadRecord, Ineligible, PbBuildError
@@ -227,11 +227,16 @@ def build_release(
             unclaim(work)
         raise
     writer = {"shard_size": shard_size or AUTO}
+    moves = Moves()
     with new_folder(out, overwrite) as tmp:
-        if not part:
-            assemble(tmp, [p.shards for p in planned], release, writer)
-        else:
-            write_part(tmp, planned, release, writer, sharding)
+        try:
+            if not part:
+                assemble(tmp, [p.shards for p in planned], release, writer, take=moves)
+            else:
+                write_part(tmp, planned, release, writer, sharding, take=moves)
+        except BaseException:
+            moves.undo()  # before the temporary release is removed: the shards stay for a rerun
+            raise
     unclaim(work)
     elapsed = time.perf_counter() - started
     return [p.report(elapsed / max(len(planned), 1)) for p in planned]

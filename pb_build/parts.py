@@ -10,13 +10,12 @@ byte-identical to a build on one machine.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pb_build import __version__
-from pb_build.assemble import SourceShards, assemble, check_min_samples, copy
+from pb_build.assemble import SourceShards, Take, assemble, check_min_samples, copy, move
 from pb_build.errors import PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.release_folder import new_folder
@@ -27,7 +26,7 @@ KIND = "pb-build-part"
 
 
 def write_part(root: Path, planned: list[Any], release: dict[str, Any] | None, writer: dict[str, Any],
-               sharding: Any) -> None:
+               sharding: Any, take: Take = move) -> None:
     """Move this part's finished shards into ``root/shards`` and write ``part.json``."""
     sources = []
     for p in planned:
@@ -35,7 +34,7 @@ def write_part(root: Path, planned: list[Any], release: dict[str, Any] | None, w
         for index, folder in zip(p.owned, p.shards.folders, strict=True):
             dest = root / "shards" / source / f"{index:05d}"
             dest.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(folder, dest)
+            take(folder, dest)
         sources.append({"entry": asdict(p.shards.entry), "fingerprint": p.fingerprint, "total": p.total,
                         "plan_skipped": p.shards.plan_skipped, "plan_ineligible": p.shards.plan_ineligible,
                         "shards": {str(i): p.shard_fingerprints[i] for i in p.owned}})

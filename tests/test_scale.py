@@ -271,6 +271,27 @@ def test_interrupted_build_resumes_from_finished_shards(tmp_path: Path, monkeypa
     assert not work_folder(out).exists()
 
 
+def test_a_build_interrupted_while_assembling_keeps_its_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The parent moves the shards' files into the release; an interrupt then puts them back, so the rerun
+    builds nothing and gives the uninterrupted release."""
+    reference = _build(tmp_path / "ref", _quickdraw(tmp_path), shard_size=4)
+    import pb_build.assemble as assemble_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(assemble_module, "write_card_assets", interrupted)  # after every shard has been moved
+    out = tmp_path / "rel"
+    with pytest.raises(KeyboardInterrupt):
+        _build(out, _quickdraw(tmp_path), shard_size=4)
+    assert not out.exists() and len(list(work_folder(out).glob(f"*/*/{DONE}"))) == 10
+    monkeypatch.undo()
+    real_build, calls = qd.build, []
+    monkeypatch.setattr(qd, "build", lambda u, c: (calls.append(u.key), real_build(u, c))[1])
+    _build(out, _quickdraw(tmp_path), shard_size=4)
+    assert calls == [] and _sums(out) == _sums(reference)
+
+
 def test_shards_of_a_running_build_are_not_shared(tmp_path: Path):
     out = tmp_path / "rel"
     work = work_folder(out)
