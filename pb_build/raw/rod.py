@@ -142,13 +142,15 @@ def image_files(root: Path) -> list[Path]:
     """Every visible image file below ``root`` (recursive), sorted by relative POSIX path."""
     if not root.is_dir():
         raise PbBuildError(f"{root}: raw folder does not exist or is not a folder")
-    found: list[Path] = []
+    found: list[tuple[str, Path]] = []  # (relative POSIX path, path)
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        prefix = Path(folder).relative_to(root).as_posix() + "/"
+        base = Path(folder)
         for name in files:
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                found.append(Path(folder) / name)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
+                found.append((name if prefix == "./" else prefix + name, base / name))
+    return [path for _, path in sorted(found)]
 
 
 def read_images(root: Path, on_bad: OnBad = None) -> Iterator[RodImage]:
