@@ -197,17 +197,41 @@ def time_naive_quickdraw(job: SourceJob, tmp: Path) -> tuple[float, int, float]:
     return seconds, frames, (cpu_seconds() - cpu) / seconds
 
 
+# Peak RSS is read from /proc (VmHWM), not getrusage: Linux carries ru_maxrss across exec, so a child started by
+# this (large) process would report this process's size at the fork. The workers' peaks are sampled while they run.
 RSS_CHILD = """
-import resource, sys
+import os, sys, threading, time
 from pathlib import Path
 sys.path[:0] = [sys.argv[5]]
 from scale import _quickdraw_job
 from pb_build.build import build_release
+
+def hwm_kib(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+workers_peak, done = [0], threading.Event()
+
+def watch():
+    me = os.getpid()
+    while not done.wait(0.1):
+        try:
+            children = open(f"/proc/{me}/task/{me}/children").read().split()
+        except OSError:
+            children = []
+        workers_peak[0] = max([workers_peak[0], *(hwm_kib(c) for c in children)])
+
+threading.Thread(target=watch, daemon=True).start()
 raw, out, n, workers = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 jobs = _quickdraw_job(raw, n, int(sys.argv[6]))
 [report] = build_release(out, jobs, workers=workers, progress=False)
-print(report.samples, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+done.set()
+print(report.samples, hwm_kib(os.getpid()), workers_peak[0])
 """
 
 
