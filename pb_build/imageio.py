@@ -202,22 +202,14 @@ def resize_max_side(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
 
 
-def encode_png(image: np.ndarray, params: list[int] | None = None) -> bytes:
-    """Encode a grey or BGR uint8 image as PNG (with :data:`PNG_PARAMS` unless ``params`` are given)."""
-    if params is None:
-        return encode(image, ".png")
-    ok, buf = cv2.imencode(".png", image, params)
-    if not ok:
-        raise ValueError("OpenCV could not encode the frame as PNG")
-    return buf.tobytes()
+def encode_png(image: np.ndarray, params: list[int] = PNG_PARAMS) -> bytes:
+    """Encode a grey or BGR uint8 image as PNG (with :data:`PNG_PARAMS` unless other ``params`` are given)."""
+    return _imencode(image, ".png", params, "PNG")
 
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     """Encode a grey or BGR uint8 image as baseline JPEG with fixed settings (identical bytes for identical input)."""
-    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("OpenCV could not encode the frame as JPEG")
-    return buf.tobytes()
+    return _imencode(image, ".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality], "JPEG")
 
 
 def encode(image: np.ndarray, suffix: str, quality: int = 90) -> bytes:
@@ -225,7 +217,11 @@ def encode(image: np.ndarray, suffix: str, quality: int = 90) -> bytes:
     fmt = stored_format(suffix)
     if fmt == "JPEG":
         return encode_jpeg(image, quality)
-    ok, buf = cv2.imencode(suffix.lower(), image, PNG_PARAMS if fmt == "PNG" else [])
+    return _imencode(image, suffix.lower(), PNG_PARAMS if fmt == "PNG" else [], fmt)
+
+
+def _imencode(image: np.ndarray, suffix: str, params: list[int], fmt: str) -> bytes:
+    ok, buf = cv2.imencode(suffix, image, params)
     if not ok:
         raise ValueError(f"OpenCV could not encode the frame as {fmt}")
     return buf.tobytes()

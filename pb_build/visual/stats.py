@@ -15,21 +15,17 @@ from pb_build.eval.data import Dataset
 from pb_build.visual import episodes
 
 
-def _counter() -> Counter:
-    return Counter()
-
-
 @dataclass(kw_only=True)
 class Tally:
     """Per-episode numbers of a set of episodes, kept as histograms ({value: episodes}): the tallies of a
     release's shards are built by the workers and merged, so nobody re-reads the frames to describe them."""
 
-    frames: Counter = field(default_factory=_counter)
-    states: Counter = field(default_factory=_counter)
-    steps: Counter = field(default_factory=_counter)
-    options: Counter = field(default_factory=_counter)
-    max_steps: Counter = field(default_factory=_counter)
-    answers: Counter = field(default_factory=_counter)
+    frames: Counter = field(default_factory=Counter)
+    states: Counter = field(default_factory=Counter)
+    steps: Counter = field(default_factory=Counter)
+    options: Counter = field(default_factory=Counter)
+    max_steps: Counter = field(default_factory=Counter)
+    answers: Counter = field(default_factory=Counter)
     unsolved: list[int] = field(default_factory=list)  # sample ids the oracle cannot answer
     no_step: list[int] = field(default_factory=list)  # sample ids already answerable in their initial state
 
