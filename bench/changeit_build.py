@@ -6,8 +6,8 @@ Measures, in one run, exported frames per second of
    covers planning, reading the annotations, opening and decoding the videos, JPEG encoding, writing the official
    files and the parquet shards, card, manifest and checksums),
 2. a bare loop over the *same* frames (the units planned by ``changeit.plan``, untimed): per sample, open the
-   video with decord, decode the sampled frames (``get_batch``), convert to BGR and JPEG-encode them, keeping
-   nothing. Like the build, it decodes a video once per sample (object and action questions),
+   video and decode the sampled frames as the builder does (``raw.read_frames``: OpenCV's FFmpeg, one thread) and
+   JPEG-encode them, keeping nothing. Like the build, it decodes a video once per sample (object and action questions),
 3. optionally the build with ``--workers N`` (N > 1),
 
 and the ratio build fps / bare fps. No target is asserted; each measurement is the best of ``--repeat``.
@@ -116,19 +116,14 @@ def bare_work(raw_dir: Path, config: changeit.Config) -> list[tuple[Path, list[f
 
 
 def time_bare(work: list[tuple[Path, list[float], int]], quality: int) -> tuple[float, int, int]:
-    """Open, decode the sampled frames, convert and JPEG-encode them, keeping nothing: (seconds, frames, bytes)."""
-    import decord
-
+    """Open, decode the sampled frames and JPEG-encode them, keeping nothing: (seconds, frames, bytes)."""
     gc.collect()
     frames = nbytes = 0
     params = [cv2.IMWRITE_JPEG_QUALITY, quality]
     started = time.perf_counter()
-    for video, times, _ in work:
-        reader = decord.VideoReader(str(video), num_threads=1)
-        fps, n = reader.get_avg_fps(), len(reader)
-        batch = reader.get_batch([raw.frame_index(t, fps, n) for t in times]).asnumpy()
-        for rgb in batch:
-            ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(rgb[:, :, ::-1]), params)
+    for video, times, seconds in work:
+        for bgr in raw.read_frames(video, times, seconds).frames:
+            ok, buf = cv2.imencode(".jpg", bgr, params)
             frames += 1
             nbytes += len(buf)
     return time.perf_counter() - started, frames, nbytes

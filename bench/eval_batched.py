@@ -20,7 +20,7 @@ from the published config) at batch sizes 1, 8, 32 and 64 over the same episodes
 episodes/s and peak GPU memory. ``--gpu --tiny-config --device cpu`` dry-runs that path on the CPU.
 
 Runs on a bare GPU machine: it imports only torch, transformers, numpy, pillow, tqdm and pb-build's evaluation
-core (no datasets, click, opencv or decord; ``datasets`` only with ``--release``). See bench/README.md for the
+core (no datasets, click or opencv; ``datasets`` only with ``--release``). See bench/README.md for the
 wheel list and the prepared command.
 
     .venv/bin/python bench/eval_batched.py
@@ -219,7 +219,7 @@ def main(argv: list[str]) -> int:
     result["environment"] = {"python": platform.python_version(), "torch": torch.__version__,
                              "transformers": transformers.__version__, "threads": torch.get_num_threads(),
                              "machine": platform.machine(),
-                             "imported": sorted(m for m in ("datasets", "click", "cv2", "decord", "pyarrow")
+                             "imported": sorted(m for m in ("datasets", "click", "cv2", "pyarrow")
                                                 if sys.modules.get(m) is not None)}
     print(json.dumps(result, indent=2))
     if args.json:

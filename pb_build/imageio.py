@@ -254,16 +254,23 @@ def frame_bytes(data: bytes, where: str | Path, suffix: str, max_side: int = 0, 
     return encode(resize_max_side(decode_bgr(data, where), max_side), suffix, quality)
 
 
+def open_video(path: str | Path) -> cv2.VideoCapture:
+    """An OpenCV capture of a video decoding on one thread, its frame size checked from the container header
+    before any frame is decoded; check ``isOpened()`` (a file FFmpeg cannot open gives a closed capture)."""
+    # One decoder thread: FFmpeg's default starts one per core, 5x slower to open, and the threads of parallel
+    # workers would compete for the same cores
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, 1])
+    if capture.isOpened():
+        width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        if width or height:
+            try:
+                check_size(width, height, path, "video")
+            except BadRecord:
+                capture.release()
+                raise
+    return capture
+
+
 def check_video_size(path: str | Path) -> None:
     """Check a video's frame size from its container header (before any frame is decoded)."""
-    # One decoder thread: opening starts the decoder, and FFmpeg's default starts one thread per core (5x slower)
-    capture = cv2.VideoCapture(str(path), cv2.CAP_ANY, [cv2.CAP_PROP_N_THREADS, 1])
-    try:
-        if not capture.isOpened():
-            return  # the decoder that reads the frames reports why it cannot open the file
-        width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
-        height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    finally:
-        capture.release()
-    if width or height:
-        check_size(width, height, path, "video")
+    open_video(path).release()

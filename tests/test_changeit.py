@@ -154,6 +154,31 @@ def test_frame_index_rounds_half_up_and_clamps() -> None:
     assert raw.frame_index(0.0, 30.0, 5) == 0
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".avi"])
+def test_read_frames_reaches_each_index_by_seeking_or_decoding_forward(suffix: str, tmp_path: Path) -> None:
+    video = tmp_path / f"v{suffix}"
+    write_video(video, 6.0, 40.0)  # 240 frames
+    # gaps of 40 frames are seeked to, gaps up to GRAB_AHEAD_MAX are decoded forward; a repeat reuses the frame
+    times = [0.0, 1.0, 2.0, 2.025, 2.4, 2.4, 4.0, 5.5, 5.99]
+    read = raw.read_frames(video, times, 6)
+    expected = [raw.frame_index(t, 40.0, 240) for t in times]
+    assert list(read.indices) == expected == [0, 40, 80, 81, 96, 96, 160, 220, 240 - 1]
+    assert [decoded_index(f) for f in read.frames] == expected
+    assert (read.num_frames, read.avg_fps, read.width, read.height) == (240, 40.0, 32, 24)
+    assert all(f.flags.c_contiguous and f.shape == (24, 32, 3) for f in read.frames)
+
+
+def test_a_header_counting_more_frames_than_the_file_holds(tmp_path: Path) -> None:
+    video = tmp_path / "v.avi"
+    write_video(video, 30.0, 2.0)
+    data = video.read_bytes()
+    video.write_bytes(data[: int(len(data) * 0.93)])  # the AVI header still says 60 frames
+    read = raw.read_frames(video, [float(t) for t in range(30)], 30)
+    assert 55 <= read.num_frames < 60  # counted by decoding: within the 1 s tolerance after rounding
+    assert [decoded_index(f) for f in read.frames] == list(read.indices)
+    assert read.indices[-1] == read.num_frames - 1
+
+
 def test_real_annotations_parse_with_non_monotonic_labels() -> None:
     for (category, youtube_id), seconds in REAL.items():
         path = FIXTURES / "annotations" / category / f"{youtube_id}.fps1.csv"

@@ -1,5 +1,5 @@
 """bench/eval_batched.py end to end on the CPU with the tiny config, as on a bare GPU machine: no datasets,
-click, opencv, decord or pyarrow importable."""
+click, opencv or pyarrow importable."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ pytest.importorskip("torch", reason="the benchmark needs the eval extra")
 pytest.importorskip("transformers", reason="the benchmark needs the eval extra")
 
 REPO = Path(__file__).resolve().parent.parent
-BARE = ("datasets", "click", "cv2", "decord", "pyarrow")
+BARE = ("datasets", "click", "cv2", "pyarrow")
 
 
 def test_gpu_bench_dry_runs_on_the_cpu_without_the_build_dependencies(tmp_path: Path):

@@ -8,7 +8,7 @@ Construction (ProactiveBench, arXiv 2603.19466, App. A.6), for every annotated v
 
 * **Sampled frames.** ``num_images = N = ceil(S * fps)`` frames for an annotation of S rows (seconds), frame j
   shows second ``t = j / fps``, labelled by annotation row ``floor(t)``; at the default 1 fps frame t is row t.
-  Frame j is the video frame ``floor(t * avg_fps + 0.5)`` (decord's average frame rate), clamped to the last
+  Frame j is the video frame ``floor(t * avg_fps + 0.5)`` (the container's average frame rate), clamped to the last
   frame. A video 1 to 5 s shorter than its annotation is ineligible: its samples are excluded and counted per
   reason in the manifest (``--strict``: an error). A video more than 5 s shorter (truncated, or not the annotated
   video), or one that does not open or decode, is a bad record (an error, or skipped and counted with
@@ -62,8 +62,13 @@ from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
 
 name = "changeit"
-VERSION = "1.0.0"
-RELEASE_NOTES = {"1.0.0": "First pb-build ChangeIt builder."}
+VERSION = "1.1.0"
+RELEASE_NOTES = {
+    "1.0.0": "First pb-build ChangeIt builder.",
+    "1.1.0": "Videos are decoded with OpenCV's FFmpeg on one thread instead of decord, whose read-ahead thread "
+             "decoded and converted frames it then dropped and made parallel workers slower than one. The same "
+             "frame indices; the pixels are identical on the test videos and may differ by rounding on others.",
+}
 POOL_VERSION = "pb-build-cit-1"
 
 info = SourceInfo(

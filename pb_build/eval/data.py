@@ -125,7 +125,7 @@ def load(folder: Path, source: str, *, keep_ids: Path | None = None, filtered: b
     if (folder / manifests.MANIFEST).is_file():
         data, rows = _release(folder, source)
     else:
-        from pb_build.eval.importers import ImportFailure  # the importers need the builders (opencv, decord)
+        from pb_build.eval.importers import ImportFailure  # the importers need the builders (opencv)
 
         data, rows = _official(folder, source)
         errors += (ImportFailure,)

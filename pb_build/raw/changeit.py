@@ -15,7 +15,7 @@ Layout of a raw folder (a checkout of https://github.com/soCzech/ChangeIt plus t
 
 Everything is streamed in sorted order (categories by name, annotation files by name). A bad record raises
 :class:`BadRecord` naming the file (and line) or, with ``on_bad`` (``--skip-bad``), is reported and skipped.
-Videos are decoded with decord, imported only where frames are read.
+Videos are decoded with OpenCV's FFmpeg backend on one thread.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from pb_build import imageio
@@ -53,6 +54,10 @@ LENGTH_TOLERANCE_S = 1.0
 # A video up to this many seconds shorter is a valid but ineligible item (a re-upload or a trimmed download of the
 # same video: excluded and counted); a video shorter still is a bad record (truncated, or not the annotated video).
 SHORT_VIDEO_MAX_S = 5.0
+# A frame at most this many frames after the one read last is reached by decoding forward, a farther one by
+# seeking: OpenCV's seek restarts decoding at a keyframe at least 16 frames before the target, so it never
+# decodes fewer frames than this.
+GRAB_AHEAD_MAX = 16
 
 
 @dataclass(frozen=True)
@@ -218,21 +223,36 @@ def read_frames(path: Path, times: Sequence[float], annotated_seconds: int) -> V
     by more than :data:`LENGTH_TOLERANCE_S` but at most :data:`SHORT_VIDEO_MAX_S`. What the decoder logs on
     stderr is not printed; on failure its messages become the cause.
     """
-    import decord
-
-    with _native_stderr():
-        imageio.check_video_size(path)
+    with _native_stderr() as log:
+        capture = imageio.open_video(path)
+    if not capture.isOpened():
+        raise BadRecord(path, f"video does not open: {_cause(log, path, 'FFmpeg cannot read it')}")
+    num_frames, avg_fps = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), float(capture.get(cv2.CAP_PROP_FPS))
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     with _native_stderr() as log:
         try:
-            reader = decord.VideoReader(str(path), num_threads=1)
-            num_frames, avg_fps = len(reader), float(reader.get_avg_fps())
-        except (RuntimeError, decord.DECORDError) as exc:
-            reader = None
-            error = exc
-    if reader is None:
-        raise BadRecord(path, f"video does not open: {_cause(error, log, path)}")
+            frames = _frames_at(capture, times, annotated_seconds, num_frames, avg_fps, path)
+        finally:
+            capture.release()
+        if frames is None:  # the header may count more frames than the file holds (a truncated download)
+            num_frames = _count_frames(path)
+            capture = imageio.open_video(path)
+            try:
+                frames = _frames_at(capture, times, annotated_seconds, num_frames, avg_fps, path)
+            finally:
+                capture.release()
+    if frames is None:
+        raise BadRecord(path, f"video does not decode: {_cause(log, path, 'a frame does not decode')}")
+    indices, images = frames
+    return VideoFrames(images, indices, num_frames, avg_fps, width, height)
+
+
+def _frames_at(capture: cv2.VideoCapture, times: Sequence[float], annotated_seconds: int, num_frames: int,
+               avg_fps: float, path: Path) -> tuple[tuple[int, ...], tuple[np.ndarray, ...]] | None:
+    """The indices and BGR frames shown at ``times`` in a video of ``num_frames`` frames, after the length
+    checks; None when a frame cannot be read."""
     if num_frames < 1 or not math.isfinite(avg_fps) or avg_fps <= 0:
-        raise BadRecord(path, f"video reports {num_frames} frame(s) at {avg_fps} fps")
+        raise BadRecord(path, f"video reports {num_frames} frame(s) at {avg_fps:g} fps")
     duration = num_frames / avg_fps
     if duration < annotated_seconds - SHORT_VIDEO_MAX_S:
         raise BadRecord(path, f"video ends early: {duration:.1f} s ({num_frames} frames at {avg_fps:g} fps) but "
@@ -241,23 +261,39 @@ def read_frames(path: Path, times: Sequence[float], annotated_seconds: int) -> V
         raise Ineligible(str(path), "video shorter than its annotation",
                          f"{duration:.1f} s for {annotated_seconds} annotated seconds")
     indices = tuple(frame_index(t, avg_fps, num_frames) for t in times)
-    with _native_stderr() as log:
-        try:
-            batch = reader.get_batch(list(indices)).asnumpy()
-        except (RuntimeError, decord.DECORDError) as exc:
-            batch = None
-            error = exc
-    if batch is None:
-        raise BadRecord(path, f"video does not decode: {_cause(error, log, path)}")
-    if batch.ndim != 4 or batch.shape[0] != len(indices) or batch.shape[3] != 3:
-        raise BadRecord(path, f"video decoded to an unexpected array of shape {batch.shape}")
-    frames = tuple(np.ascontiguousarray(f[:, :, ::-1]) for f in batch)  # RGB -> BGR for OpenCV
-    return VideoFrames(frames, indices, num_frames, avg_fps, int(batch.shape[2]), int(batch.shape[1]))
+    images: list[np.ndarray] = []
+    position = -1  # the index of the frame read last
+    for index in indices:
+        if index != position:
+            if 0 < index - position <= GRAB_AHEAD_MAX:
+                for _ in range(index - position - 1):  # decoded, not converted
+                    if not capture.grab():
+                        return None
+            else:
+                capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            ok, image = capture.read()
+            if not ok or image is None or image.ndim != 3 or image.shape[2] != 3:
+                return None
+            position = index
+        images.append(image)
+    return indices, tuple(images)
+
+
+def _count_frames(path: Path) -> int:
+    """How many frames of a video decode, read from the start (only when the header may say more)."""
+    capture = imageio.open_video(path)
+    count = 0
+    try:
+        while capture.read()[0]:
+            count += 1
+    finally:
+        capture.release()
+    return count
 
 
 @contextmanager
 def _native_stderr() -> Iterator[list[str]]:
-    """Collect what native code (ffmpeg, decord) writes to file descriptor 2 instead of printing it."""
+    """Collect what native code (FFmpeg, OpenCV) writes to file descriptor 2 instead of printing it."""
     sys.stderr.flush()
     saved = os.dup(2)
     log: list[str] = []
@@ -272,20 +308,17 @@ def _native_stderr() -> Iterator[list[str]]:
             log.append(sink.read(64 * 1024).decode("utf-8", "replace"))
 
 
-_LOG_PREFIX = re.compile(r"^\[[^\]]*\]\s*(?:\S+\.cc:\d+:\s*)?")
+_LOG_PREFIX = re.compile(r"^\[[^\]]*\]\s*")  # FFmpeg's "[demuxer @ 0x...] "
+_OPENCV_LINE = re.compile(r"^\[\s*(?:WARN|ERROR|INFO|DEBUG)\b")  # OpenCV's own notes, not the file's problem
 
 
-def _cause(exc: BaseException, log: list[str], path: Path) -> str:
-    """One line from the decoder's messages (ffmpeg's reason first), else the exception's first line."""
+def _cause(log: list[str], path: Path, default: str) -> str:
+    """One line from the decoder's messages (FFmpeg's reason first), else ``default``."""
     parts: list[str] = []
     for line in "".join(log).splitlines():
-        text = _LOG_PREFIX.sub("", line).strip()
-        if text.startswith("ERROR opening: "):
-            text = text.rsplit(", ", 1)[-1] if ", " in text else ""
-        text = text.replace(str(path), "the file")
+        if _OPENCV_LINE.match(line):
+            continue
+        text = _LOG_PREFIX.sub("", line).strip().replace(str(path), "the file")
         if text and text not in parts:
             parts.append(text)
-    if not parts:
-        first = str(exc).strip().splitlines()
-        parts = [first[0].replace(str(path), "the file") if first else type(exc).__name__]
-    return "; ".join(parts)[:300]
+    return "; ".join(parts or [default])[:300]
