@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import heapq
+import json
 import os
 import shutil
 import tempfile
@@ -18,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,35 +36,51 @@ from pb_build.writers.native import SCHEMA, ParquetShards
 
 MAX_OPEN_SUMS = 200  # sums files merged at once; more are merged in rounds
 
-Take = Callable[[Path, Path], None]
+Take = Callable[[Path | str, Path | str], None]
 
 
-def move(src: Path, dest: Path) -> None:
+def move(src: Path | str, dest: Path | str) -> None:
     os.replace(src, dest)
 
 
 class Moves:
     """Moves files and folders (a ``Take``) and remembers them, so that an assembly that fails or is interrupted
-    can put every shard's files back: a rerun then reuses the shards instead of rebuilding them."""
+    can put every shard's files back: a rerun then reuses the shards instead of rebuilding them.
+
+    The moves are journaled in an anonymous temporary file, not kept in memory: a source of many samples moves
+    one folder per sample.
+    """
 
     def __init__(self) -> None:
-        self.done: list[tuple[Path, Path]] = []
+        self.journal: IO[str] | None = None
 
-    def __call__(self, src: Path, dest: Path) -> None:
+    def __call__(self, src: Path | str, dest: Path | str) -> None:
         os.replace(src, dest)
-        self.done.append((Path(src), Path(dest)))
+        if self.journal is None:
+            self.journal = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.journal.write(json.dumps([str(src), str(dest)]) + "\n")
 
     def undo(self) -> None:
         """Move everything back, the last move first."""
-        while self.done:
-            src, dest = self.done.pop()
+        if self.journal is None:
+            return
+        self.journal.seek(0)
+        for line in reversed(self.journal.readlines()):
+            src, dest = json.loads(line)
             try:
                 os.replace(dest, src)
             except OSError:
                 pass  # that shard fails its digest check on the rerun and is rebuilt
+        self.close()
+
+    def close(self) -> None:
+        """Forget the moves (the release is complete)."""
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
 
-def copy(src: Path, dest: Path) -> None:
+def copy(src: Path | str, dest: Path | str) -> None:
     shutil.copyfile(src, dest)
 
 
@@ -211,20 +228,21 @@ def _renumber_parquet(src: Path, dest: Path, first_id: int) -> None:
             writer.write_table(table, row_group_size=table.num_rows)
 
 
-def _move_tree(src: Path, dest: Path, take: Take, skip: set[str] = frozenset()) -> int:
+def _move_tree(src: Path | str, dest: Path | str, take: Take, skip: set[str] = frozenset()) -> int:
     """Move what ``src`` holds into ``dest``, whole folders at once where ``dest`` has none yet; returns the files
     added. A file already there (a frame shared by samples of two shards) must be identical."""
+    # Plain strings: pathlib interns every name part, and a source moves one folder per sample
     added = 0
     for entry in os.scandir(src):
         if entry.name in skip:
             continue
-        target = dest / entry.name
+        target = os.path.join(dest, entry.name)
         if not os.path.lexists(target):
-            take(Path(entry.path), target)
+            take(entry.path, target)
             added += sum(len(f) for _, _, f in os.walk(target)) if entry.is_dir() else 1
         elif entry.is_dir():
-            added += _move_tree(Path(entry.path), target, take)
-        elif sha256_file(Path(entry.path)) != sha256_file(target):
+            added += _move_tree(entry.path, target, take)
+        elif sha256_file(Path(entry.path)) != sha256_file(Path(target)):
             raise InvalidEpisode(f"{target}: written by two shards with different content")
     return added
 

@@ -237,6 +237,7 @@ def build_release(
         except BaseException:
             moves.undo()  # before the temporary release is removed: the shards stay for a rerun
             raise
+    moves.close()
     unclaim(work)
     elapsed = time.perf_counter() - started
     return [p.report(elapsed / max(len(planned), 1)) for p in planned]

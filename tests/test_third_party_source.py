@@ -22,6 +22,7 @@ from datasets import load_dataset
 
 from pb_build import builders
 from pb_build.build import SourceJob, build_release
+from pb_build.errors import BadRecord
 from pb_build.manifests.manifest import read_dict as read_manifest
 from pb_build.verify import verify_release
 from pb_build.writers.native import from_row, read_rows
@@ -154,3 +155,21 @@ def test_a_module_shaped_like_a_builder_registers_and_builds(registered, tmp_pat
     build_release(out, [SourceJob(source, source.Config(), raw)], workers=1, progress=False)
     assert verify_release(out).problems == []
     assert native_episodes(out)[0].spec.alias == "UP"
+
+
+def test_a_plan_with_a_duplicate_key_fails_naming_it(tmp_path: Path) -> None:
+    class Doubled(pb_upright.UprightSource):
+        def plan(self, raw, config, on_bad):
+            planned = super().plan(raw, config, on_bad)
+            units = list(planned.units)
+            return dataclasses.replace(planned, units=[*units, units[3]])
+
+    source = Doubled()
+    raw = pb_upright.make_raw(tmp_path / "raw", per_shape=1)
+    with pytest.raises(BadRecord, match=rf"^{units_key(source, raw, 3)}: duplicate sample key$"):
+        build_release(tmp_path / "out", [SourceJob(source, source.Config(), raw)], workers=1, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def units_key(source, raw: Path, index: int) -> str:
+    return list(pb_upright.UprightSource.plan(source, raw, source.Config(), None).units)[index].key
