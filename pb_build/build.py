@@ -323,7 +323,7 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, st
         shard_size = size or auto_shard_size(plan.size())
         entry = _entry(job, plan, tables, names)
         fingerprint = job_fingerprint({"pb_build": __version__, "shard_format": SHARD_FORMAT,
-                                       "entry": dataclasses.asdict(entry),
+                                       "entry": entry,
                                        "skip_bad": skip_bad, "shard_size": shard_size})
         p = _Planned(SourceShards(entry, plan_skipped, raw=str(job.raw)), fingerprint)
         planned.append(p)

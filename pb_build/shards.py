@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pb_build import plain
 from pb_build.builders.base import WorkUnit
 from pb_build.errors import BadRecord, Ineligible, PbBuildError
 from pb_build.manifests.provenance import sha256_file
@@ -94,8 +95,9 @@ def auto_shard_size(planned_units: int | None) -> int:
 
 
 def job_fingerprint(body: dict[str, Any]) -> str:
-    """sha256 of a canonical JSON body (tool version, builder code, parameters, seed, raw inventory...)."""
-    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    """sha256 of a canonical JSON body (tool version, builder code, parameters, seed, raw inventory...); a
+    dataclass in it counts as the dict of its fields."""
+    return hashlib.sha256(plain.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def shard_fingerprint(job: str, index: int, first_id: int, units: tuple[WorkUnit, ...]) -> str:

@@ -163,7 +163,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     if not images and on_bad is None:
         raise PbBuildError(f"{raw_dir}: no ROD images (*.jpg, *.jpeg, *.png) found")
     units: list[WorkUnit] = []
-    files: list[Path] = []
+    files: list[tuple[str, str]] = []  # (relative POSIX path, path)
     filled: dict[str, list[int]] = {}
     for sweep in raw.group_sweeps(images, config.max_missing, on_bad):
         try:
@@ -172,7 +172,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             handle_bad(bad, on_bad)
             continue
         units.append(WorkUnit(f"{name}/{sweep.name}", SweepUnit(sweep, occluder, source)))
-        files += [Path(img.path) for img in sweep.images if img is not None]
+        files += [(img.rel, img.path) for img in sweep.images if img is not None]
         if sweep.missing:
             filled[sweep.name] = list(sweep.missing)
     notes: dict[str, Any] = {
@@ -183,9 +183,9 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "frames": "raw bytes" if config.max_side == 0 else f"JPEG q{config.jpeg_quality}, longer side <= "
                                                             f"{config.max_side}",
     }
-    check_inside(raw_dir, files)
-    return Plan(units=units, raw_files=sorted(files, key=lambda p: p.relative_to(raw_dir).as_posix()),
-                raw_root=raw_dir, notes=notes)
+    files.sort()
+    check_inside(raw_dir, [path for _, path in files])
+    return Plan(units=units, raw_files=[Path(path) for _, path in files], raw_root=raw_dir, notes=notes)
 
 
 def load_frame(path: str, config: Config, suffix: str) -> bytes:

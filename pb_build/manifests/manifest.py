@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pb_build import __version__
+from pb_build import __version__, plain
 from pb_build.errors import PbBuildError
 
 MANIFEST = "manifest.json"
@@ -110,7 +110,7 @@ class Manifest:
         raise PbBuildError(f"{source} is not in this release (it has {', '.join(e.source for e in self.sources)})")
 
     def to_dict(self) -> dict[str, Any]:
-        body = asdict(self)
+        body = plain.to_plain(self)
         for e in body["sources"]:
             if e["filter"] is None:
                 del e["filter"]

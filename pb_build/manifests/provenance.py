@@ -69,13 +69,28 @@ HASH_BLOCK = 1024  # files hashed per round, so memory does not grow with the in
 
 def raw_inventory(root: Path, files: list[Path]) -> list[dict[str, Any]]:
     """Size and sha256 of each raw input, by path relative to the raw folder."""
+    base = os.path.join(os.path.abspath(root), "")
     inventory = []
     with ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="pb-build-hash") as pool:
         for start in range(0, len(files), HASH_BLOCK):
-            block = files[start:start + HASH_BLOCK]
-            inventory += [{"path": p.relative_to(root).as_posix(), "size": p.stat().st_size, "sha256": digest}
-                          for p, digest in zip(block, pool.map(sha256_file, block), strict=True)]
+            block = [os.path.abspath(p) for p in files[start:start + HASH_BLOCK]]
+            for path, (size, digest) in zip(block, pool.map(_size_and_sha256, block), strict=True):
+                if not path.startswith(base):
+                    raise ValueError(f"{path} is not under the raw folder {root}")
+                inventory.append({"path": path[len(base):].replace(os.sep, "/"), "size": size, "sha256": digest})
     return inventory
+
+
+def _size_and_sha256(path: str) -> tuple[int, str]:
+    """One open per file: its size and sha256 (plain strings and file descriptors: thousands of small files)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size, h = os.fstat(fd).st_size, hashlib.sha256()
+        while chunk := os.read(fd, CHUNK):
+            h.update(chunk)
+    finally:
+        os.close(fd)
+    return size, h.hexdigest()
 
 
 def source_modules(module_name: str, package: str = "pb_build") -> list[str]:

@@ -115,49 +115,57 @@ class Sweep:
 
 def parse_name(path: Path, root: Path) -> RodImage:
     """Parse one image file name (and check its class folder); raises :class:`BadRecord`."""
-    stem, suffix = path.stem, path.suffix.lower()
+    return _parse(str(path), path.relative_to(root).as_posix(), path.stem, path.suffix)
+
+
+def _parse(path: str, rel: str, stem: str, suffix: str) -> RodImage:
+    """:func:`parse_name` on strings: the file's path, its POSIX path relative to the raw folder, stem and suffix."""
     match = _NAME.match(stem)
     if match is None:
-        raise BadRecord(path, f"file name {path.name!r} does not follow '<setting>_<occluder>[_<occluder>...]-"
-                              "<class>-s<position>' (e.g. natural_bluebl_greenr-banana-s6.jpg)")
+        raise BadRecord(path, f"file name {rel.rpartition('/')[2]!r} does not follow '<setting>_<occluder>"
+                              "[_<occluder>...]-<class>-s<position>' (e.g. natural_bluebl_greenr-banana-s6.jpg)")
     raw_class = match["cls"]
     category = _CLASS_BY_KEY.get(class_key(raw_class))
     if category is None:
         raise BadRecord(path, f"unknown class {raw_class!r} in the file name (not one of the 16 ROD classes: "
                               f"{', '.join(CLASSES)})")
-    rel = path.relative_to(root)
-    if len(rel.parts) > 1:
-        folder_class = _CLASS_BY_KEY.get(class_key(rel.parts[-2]))
+    parts = rel.split("/")
+    if len(parts) > 1:
+        folder_class = _CLASS_BY_KEY.get(class_key(parts[-2]))
         if folder_class is not None and folder_class != category:
             raise BadRecord(path, f"the file name says class {category!r} but its class folder is "
-                                  f"{rel.parts[-2]!r}")
+                                  f"{parts[-2]!r}")
     setting, *occluders = match["group"].split("_")
     return RodImage(
-        path=str(path), rel=rel.as_posix(), sweep=stem[: match.start("pos") - 2], setting=setting,
-        occluders=tuple(occluders), category=category, position=int(match["pos"]), suffix=suffix,
+        path=path, rel=rel, sweep=stem[: match.start("pos") - 2], setting=setting,
+        occluders=tuple(occluders), category=category, position=int(match["pos"]), suffix=suffix.lower(),
     )
 
 
-def image_files(root: Path) -> list[Path]:
-    """Every visible image file below ``root`` (recursive), sorted by relative POSIX path."""
+def image_files(root: Path) -> list[tuple[str, str]]:
+    """Every visible image file below ``root`` (recursive) as (relative POSIX path, path), sorted by the first.
+
+    Plain strings: a raw folder holds tens of thousands of images.
+    """
     if not root.is_dir():
         raise PbBuildError(f"{root}: raw folder does not exist or is not a folder")
-    found: list[tuple[str, Path]] = []  # (relative POSIX path, path)
+    found: list[tuple[str, str]] = []
     for folder, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        prefix = Path(folder).relative_to(root).as_posix() + "/"
-        base = Path(folder)
+        prefix = os.path.relpath(folder, root).replace(os.sep, "/") + "/"
         for name in files:
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES:
-                found.append((name if prefix == "./" else prefix + name, base / name))
-    return [path for _, path in sorted(found)]
+                found.append((name if prefix == "./" else prefix + name, os.path.join(folder, name)))
+    found.sort()
+    return found
 
 
 def read_images(root: Path, on_bad: OnBad = None) -> Iterator[RodImage]:
     """Stream the parsed images of a raw folder in sorted path order; bad names go to ``on_bad``."""
-    for path in image_files(root):
+    for rel, path in image_files(root):
+        stem, suffix = os.path.splitext(rel.rpartition("/")[2])
         try:
-            yield parse_name(path, root)
+            yield _parse(path, rel, stem, suffix)
         except BadRecord as bad:
             _bad(bad, on_bad)
 
