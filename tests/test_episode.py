@@ -7,11 +7,12 @@ import dataclasses
 import pytest
 
 from pb_build.builders import quickdraw
-from pb_build.episode import Episode, State
+from pb_build.episode import Episode, OfficialExport, OfficialFile, State
 from pb_build.errors import InvalidEpisode
 from pb_build.matching import judge, normalise_text
 from pb_build.official import ACTION_KEYS
 from pb_build.replay import POLICIES, Replay, play
+from pb_build.writers.official import OfficialWriter
 
 
 def three_frame_episode(**changes) -> Episode:
@@ -121,3 +122,30 @@ def test_quickdraw_pools_obey_the_official_string_rules() -> None:
                          [(2, 5, [1, 2]), (5, 5, [1, 2, 3, 4, 5]), (9, 5, [1, 3, 5, 7, 9]), (12, 5, [1, 4, 7, 9, 12])])
 def test_stroke_groups(strokes: int, frames: int, groups: list[int]) -> None:
     assert quickdraw.stroke_groups(strokes, frames) == groups
+
+
+@pytest.mark.parametrize("paths, message", [
+    (["../up.png"], "must stay inside test/"),
+    (["Toy/../../up.png"], "must stay inside test/"),
+    (["/abs/x.png"], "must stay inside test/"),
+    (["Toy/a/x.png", "Toy/a/x.png"], "already written with different content"),
+])
+def test_official_writer_keeps_frames_inside_test_and_consistent(tmp_path, paths: list[str], message: str) -> None:
+    files = tuple(OfficialFile(p, bytes([k])) for k, p in enumerate(paths))
+    ep = three_frame_episode(official=OfficialExport("Toy", {}, files))
+    writer = OfficialWriter(tmp_path / "test", "Toy")
+    with pytest.raises(InvalidEpisode, match=message):
+        writer.write(ep, 0)
+    writer.close()
+    assert not (tmp_path / "up.png").exists() and not (tmp_path.parent / "up.png").exists()
+
+
+def test_official_writer_writes_each_shared_frame_once(tmp_path) -> None:
+    files = (OfficialFile("Toy/a/0.png", b"x"), OfficialFile("Toy/a/0.png", b"x"), OfficialFile("Toy/1.png", b"y"))
+    writer = OfficialWriter(tmp_path / "test", "Toy")
+    writer._write_file(files[0].path, files[0].data, "k")
+    for f in files:
+        writer._write_file(f.path, f.data, "k")
+    writer.close()
+    assert writer.files == 2
+    assert (tmp_path / "test/Toy/a/0.png").read_bytes() == b"x" and (tmp_path / "test/Toy/1.png").read_bytes() == b"y"
