@@ -278,6 +278,9 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         rows.append(row)
     answers = {q: sorted((r.answer for r in rows if r.question_type == q), key=category_string)
                for q in raw.QUESTION_TYPES}
+    # Each question type's distinct answers once, with their normalised keys: a row's pool is this list less its
+    # own answer and distractors (the same list _distinct gives per row, without reading every row per row)
+    distinct = {q: [(cat, normalise_text(cat)) for cat in _distinct(texts, set())] for q, texts in answers.items()}
     by_segment: dict[str, list[raw.LabelRow]] = {}
     for row in rows:
         by_segment.setdefault(row.segment, []).append(row)
@@ -305,8 +308,8 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         planned = 0
         for row in sorted(by_segment[seg_name], key=lambda r: raw.QUESTION_TYPES.index(r.question_type)):
             own = _distinct(list(row.distractors), {normalise_text(category_string(row.answer))})
-            pool = _distinct(answers[row.question_type], {normalise_text(c) for c in
-                                                          (category_string(row.answer), *own)})
+            taken = {normalise_text(c) for c in (category_string(row.answer), *own)}
+            pool = [cat for cat, key in distinct[row.question_type] if key not in taken]
             if len(own) + len(pool) < 3:
                 handle_bad(BadRecord(row.path, f"only {len(own) + len(pool)} wrong categories for {row.question_type} "
                                "(3 needed): add distractors to this row or more labelled segments", row.line), on_bad)
