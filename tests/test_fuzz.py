@@ -4,13 +4,15 @@ Every input (arbitrary bytes, a valid file truncated at every position, wrong ty
 unicode and control characters, huge and negative numbers, duplicates) must end in a parsed record, a counted
 skip, or one clear error (:class:`PbBuildError`, of which :class:`BadRecord` is one) - never another exception
 type. Each test is bounded (``MAX_EXAMPLES`` generated cases plus the truncations) and reports how many cases it
-went through (printed, and in the test's report section).
+went through (printed, and in the test's report section). The cases are the same on every run, so a red run
+can be reproduced; ``PB_FUZZ_RANDOM=1`` draws new ones each run to search further.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -34,6 +36,7 @@ except ImportError:  # tests/ imported as a package
 
 MAX_EXAMPLES = 60
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, database=None,
+                derandomize=os.environ.get("PB_FUZZ_RANDOM") != "1",
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # Text with control characters, separators, astral characters and surrogate-free unicode.

@@ -104,6 +104,7 @@ def test_bundled_recipes_parse() -> None:
          "--per-class must be at least 1"),
         ("release: x\nversion: 1.0.0\nsources: {quickdraw: {raw: sample, seeds: 3}}\n", "unknown key(s) seeds"),
         ("version: 1.0.0\nsources: {quickdraw: {raw: sample}}\n", "'release' must be"),
+        ('release: x\nversion: 1.0.0\nsources: {quickdraw: {raw: "a\\ud83db"}}\n', "unpaired UTF-16 surrogate"),
     ],
 )
 def test_malformed_recipes_are_one_line_errors(tmp_path: Path, text: str, message: str) -> None:
@@ -114,6 +115,12 @@ def test_malformed_recipes_are_one_line_errors(tmp_path: Path, text: str, messag
     code, output = run("build", str(path), "--out", str(tmp_path / "out"))
     assert code == 1 and message in output and "Traceback" not in output
     assert not (tmp_path / "out").exists()
+
+
+def test_escaped_astral_characters_read_as_in_json(tmp_path: Path) -> None:
+    # JSON is YAML, and json.dumps writes an emoji as a surrogate pair escape, which PyYAML keeps as two halves
+    path = write_recipe(tmp_path, 'release: "x\\ud83d\\ude00"\nversion: 1.0.0\nsources: {quickdraw: {raw: sample}}\n')
+    assert load_recipe(str(path)).release == "x\U0001F600"
 
 
 def test_unknown_recipe_name_lists_bundled_ones(tmp_path: Path) -> None:

@@ -91,7 +91,24 @@ def load_recipe(name_or_path: str) -> Recipe:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         problem = " ".join(str(getattr(exc, "problem", None) or exc).split())  # YAML's messages span lines
         raise PbBuildError(f"{where}: not valid YAML ({problem})") from None
-    return parse_recipe(data, path)
+    return parse_recipe(_paired(data, path), path)
+
+
+def _paired(value: Any, path: Path) -> Any:
+    """``value`` with each string's UTF-16 surrogate escapes joined into characters, as JSON reads them (YAML keeps
+    ``"\\ud83d\\ude00"`` as two surrogates); a lone surrogate is an error naming the file."""
+    if isinstance(value, str):
+        if not any("\ud800" <= ch <= "\udfff" for ch in value):
+            return value
+        try:
+            return value.encode("utf-16", "surrogatepass").decode("utf-16")
+        except UnicodeDecodeError:
+            raise PbBuildError(f"{path}: the text {value!r} holds an unpaired UTF-16 surrogate escape") from None
+    if isinstance(value, dict):
+        return {_paired(k, path): _paired(v, path) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_paired(v, path) for v in value]
+    return value
 
 
 def parse_recipe(data: Any, path: Path) -> Recipe:
