@@ -75,8 +75,9 @@ def _imagenet_c(root: Path, scale: int) -> list[SourceJob]:
     inc = get_builder("imagenet-c")
     corruptions = tuple(inc.Config().corruption_list)
     classes = max(1, min(200, scale // 40))
-    write_tree(root, classes, 2, corruptions)
-    return [SourceJob(inc, inc.Config(per_class=2, corruptions=",".join(corruptions)), root)]
+    per_class = max(2, scale // (20 * classes))  # past 200 classes (scale 8000) the classes grow instead
+    write_tree(root, classes, per_class, corruptions)
+    return [SourceJob(inc, inc.Config(per_class=per_class, corruptions=",".join(corruptions)), root)]
 
 
 def _mvp_n(root: Path, scale: int) -> list[SourceJob]:
