@@ -269,8 +269,3 @@ def open_video(path: str | Path) -> cv2.VideoCapture:
                 capture.release()
                 raise
     return capture
-
-
-def check_video_size(path: str | Path) -> None:
-    """Check a video's frame size from its container header (before any frame is decoded)."""
-    open_video(path).release()

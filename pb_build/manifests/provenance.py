@@ -12,11 +12,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from pb_build.hashing import sha256_file  # noqa: F401  (re-exported: callers use provenance.sha256_file)
+from pb_build.hashing import sha256_file, size_and_sha256  # noqa: F401  (sha256_file re-exported)
 
 SUMS = "SHA256SUMS"
-CHUNK = 1 << 20
-
 
 
 def release_files(root: Path) -> list[str]:
@@ -74,23 +72,11 @@ def raw_inventory(root: Path, files: list[Path]) -> list[dict[str, Any]]:
     with ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="pb-build-hash") as pool:
         for start in range(0, len(files), HASH_BLOCK):
             block = [os.path.abspath(p) for p in files[start:start + HASH_BLOCK]]
-            for path, (size, digest) in zip(block, pool.map(_size_and_sha256, block), strict=True):
+            for path, (size, digest) in zip(block, pool.map(size_and_sha256, block), strict=True):
                 if not path.startswith(base):
                     raise ValueError(f"{path} is not under the raw folder {root}")
                 inventory.append({"path": path[len(base):].replace(os.sep, "/"), "size": size, "sha256": digest})
     return inventory
-
-
-def _size_and_sha256(path: str) -> tuple[int, str]:
-    """One open per file: its size and sha256 (plain strings and file descriptors: thousands of small files)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size, h = os.fstat(fd).st_size, hashlib.sha256()
-        while chunk := os.read(fd, CHUNK):
-            h.update(chunk)
-    finally:
-        os.close(fd)
-    return size, h.hexdigest()
 
 
 def source_modules(module_name: str, package: str = "pb_build") -> list[str]:
