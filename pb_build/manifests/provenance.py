@@ -7,7 +7,6 @@ import hashlib
 import importlib.util
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -61,21 +60,20 @@ def read_sums(root: Path) -> dict[str, str]:
     return sums
 
 
-HASH_THREADS = min(4, os.cpu_count() or 1)  # hashlib and file reads release the GIL: threads use every core
-HASH_BLOCK = 1024  # files hashed per round, so memory does not grow with the inventory's futures
+def raw_inventory(root: Path, files: list[Path | str]) -> list[dict[str, Any]]:
+    """Size and sha256 of each raw input, by path relative to the raw folder.
 
-
-def raw_inventory(root: Path, files: list[Path]) -> list[dict[str, Any]]:
-    """Size and sha256 of each raw input, by path relative to the raw folder."""
+    One file after another: on thousands of small files a thread pool was 4-6x slower (its threads hand the GIL
+    back and forth on every read), and slower on MVP-N's larger ones too (bench/README.md).
+    """
     base = os.path.join(os.path.abspath(root), "")
     inventory = []
-    with ThreadPoolExecutor(max_workers=HASH_THREADS, thread_name_prefix="pb-build-hash") as pool:
-        for start in range(0, len(files), HASH_BLOCK):
-            block = [os.path.abspath(p) for p in files[start:start + HASH_BLOCK]]
-            for path, (size, digest) in zip(block, pool.map(size_and_sha256, block), strict=True):
-                if not path.startswith(base):
-                    raise ValueError(f"{path} is not under the raw folder {root}")
-                inventory.append({"path": path[len(base):].replace(os.sep, "/"), "size": size, "sha256": digest})
+    for file in files:
+        path = os.path.abspath(file)
+        if not path.startswith(base):
+            raise ValueError(f"{path} is not under the raw folder {root}")
+        size, digest = size_and_sha256(path)
+        inventory.append({"path": path[len(base):].replace(os.sep, "/"), "size": size, "sha256": digest})
     return inventory
 
 
