@@ -67,15 +67,23 @@ def check_inside(raw_root: Path, files: Iterable[Path | str]) -> None:
         return
     root = os.path.realpath(raw_root)
     spelled_root = os.path.join(os.path.abspath(raw_root), "")
-    folders: dict[str, str] = {}  # each folder is resolved once: resolving every file costs a stat per component
+    outside: dict[str, str | None] = {}  # folder -> where it resolves when that is outside the root, else None
     for file in files:
         spelled = os.path.abspath(file)
         if not spelled.startswith(spelled_root):
             continue  # a file given outside --raw on purpose (e.g. a user table)
         folder, name = os.path.split(spelled)
-        if folder not in folders:
-            folders[folder] = os.path.realpath(folder)
-        resolved = os.path.realpath(spelled) if os.path.islink(spelled) else os.path.join(folders[folder], name)
-        if os.path.commonpath([root, resolved]) != root:
+        if folder not in outside:  # each folder is resolved once: resolving every file costs a stat per component
+            outside[folder] = _outside(root, os.path.realpath(folder))
+        if os.path.islink(spelled):
+            resolved = _outside(root, os.path.realpath(spelled))
+        else:
+            resolved = outside[folder] and os.path.join(outside[folder], name)
+        if resolved:
             raise BadRecord(file, f"is a symlink leading outside --raw (to {resolved}); pass "
                                   "--follow-symlinks to read it")
+
+
+def _outside(root: str, resolved: str) -> str | None:
+    """``resolved`` when it lies outside ``root`` (both real paths), else None."""
+    return None if os.path.commonpath([root, resolved]) == root else resolved

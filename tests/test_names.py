@@ -67,6 +67,23 @@ def test_symlinks_leaving_raw_are_refused(tmp_path: Path, monkeypatch: pytest.Mo
     names.check_inside(raw, [raw / "link.png"])
 
 
+def test_a_symlinked_folder_leaving_raw_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pb_build import names
+
+    raw, elsewhere = tmp_path / "raw", tmp_path / "elsewhere"
+    (raw / "kept").mkdir(parents=True)
+    elsewhere.mkdir()
+    for folder in (raw / "kept", elsewhere):
+        (folder / "a.png").write_bytes(b"x")
+        (folder / "b.png").write_bytes(b"x")
+    (raw / "moved").symlink_to(elsewhere)
+    (raw / "inner").symlink_to(raw / "kept")
+    monkeypatch.setenv(names.FOLLOW_ENV, "0")
+    names.check_inside(raw, [raw / "kept" / "a.png", raw / "inner" / "a.png", raw / "inner" / "b.png"])
+    with pytest.raises(BadRecord, match=r"moved/b\.png: is a symlink leading outside --raw \(to .*elsewhere/b\.png\)"):
+        names.check_inside(raw, [raw / "kept" / "a.png", raw / "moved" / "b.png"])
+
+
 def test_follow_symlinks_is_a_shared_option() -> None:
     from click.testing import CliRunner
 
