@@ -64,7 +64,7 @@ class Plan:
     """The planned work of one build, in release order, plus what the manifest must record."""
 
     units: Iterable[WorkUnit]  # a list, or an iterator when the builder streams its raw records
-    raw_files: list[Path]
+    raw_files: list[Path | str]  # every raw file read, under raw_root (strings: cheaper for many thousands)
     raw_root: Path
     notes: dict[str, Any] = field(default_factory=dict)
     total: int | None = None  # how many units a streamed plan yields (at most), when cheap to count

@@ -185,7 +185,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     }
     files.sort()
     check_inside(raw_dir, [path for _, path in files])
-    return Plan(units=units, raw_files=[Path(path) for _, path in files], raw_root=raw_dir, notes=notes)
+    return Plan(units=units, raw_files=[path for _, path in files], raw_root=raw_dir, notes=notes)
 
 
 def load_frame(path: str, config: Config, suffix: str) -> bytes:

@@ -285,7 +285,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
     for row in rows:
         by_segment.setdefault(row.segment, []).append(row)
     units: list[WorkUnit] = []
-    files: list[Path] = []
+    files: list[Path | str] = []
     ineligible: list[dict] = []
     excluded: list[Ineligible] = []
     for seg_name in sorted(by_segment, key=raw.natural_key):
@@ -323,7 +323,7 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             units.append(WorkUnit(f"{name}/{config.split}/{seg_name}/{row.question_type}", sample))
             planned += 1
         if planned:
-            files += [Path(p) for f in segment.frames for p in (f.image, f.xml)]
+            files += [p for f in segment.frames for p in (f.image, f.xml)]
     inside = _inside(labels, raw_dir)
     if inside is not None:
         files.insert(0, inside)

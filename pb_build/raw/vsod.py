@@ -27,6 +27,7 @@ Every problem is a :class:`BadRecord` naming the file (and line), raised or hand
 from __future__ import annotations
 
 import csv
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -116,28 +117,32 @@ def read_segment(root: Path, split: str, name: str) -> Segment:
     if not ann_dir.is_dir():
         raise BadRecord(ann_dir, "segment folder missing under Annotations/ (Data/Annotations mismatch)")
     check_component(name, data_dir, "segment name")
-    images = sorted((p for p in _files(data_dir) if p.suffix.lower() in IMAGE_SUFFIXES),
-                    key=lambda p: natural_key(p.name))
-    xmls = sorted((p for p in _files(ann_dir) if p.suffix.lower() == ".xml"), key=lambda p: natural_key(p.name))
+    # Names and string paths, listed with scandir: pathlib and a stat per file were half of planning
+    images = sorted(((n, p) for n, p in _files(str(data_dir)) if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES),
+                    key=lambda entry: natural_key(entry[0]))
+    xmls = sorted(((n, p) for n, p in _files(str(ann_dir)) if os.path.splitext(n)[1].lower() == ".xml"),
+                  key=lambda entry: natural_key(entry[0]))
     if not images:
         raise BadRecord(data_dir, "segment has no frame images (.jpg, .jpeg, .png, .bmp)")
     if len(images) != len(xmls):
         raise BadRecord(data_dir, f"{len(images)} frame(s) but {len(xmls)} annotation(s) in {ann_dir}; frames and "
                                   "XML files pair by sorted position (Data/Annotations mismatch)")
     frames = []
-    for image, xml in zip(images, xmls, strict=True):
-        check_component(image.name, image, "frame file name")
+    for (image_name, image), (_, xml) in zip(images, xmls, strict=True):
+        check_component(image_name, image, "frame file name")
         boxes, fraction = parse_annotation(xml, image)
-        frames.append(FrameAnnotation(str(image), str(xml), boxes, fraction))
+        frames.append(FrameAnnotation(image, xml, boxes, fraction))
     return Segment(split, name, tuple(frames))
 
 
-def _files(folder: Path) -> list[Path]:
-    """The visible files of a folder (``.DS_Store``, ``._0001.xml`` and other hidden files are not frames)."""
-    return [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]
+def _files(folder: str) -> list[tuple[str, str]]:
+    """(name, path) of the visible files of a folder (``.DS_Store``, ``._0001.xml`` and other hidden files are
+    not frames)."""
+    with os.scandir(folder) as entries:
+        return [(e.name, e.path) for e in entries if not e.name.startswith(".") and e.is_file()]
 
 
-def _number(node: ET.Element, tag: str, path: Path, where: str) -> float:
+def _number(node: ET.Element, tag: str, path: Path | str, where: str) -> float:
     child = node.find(tag)
     if child is None or child.text is None or not child.text.strip():
         raise BadRecord(path, f"missing <{tag}> in {where}")
@@ -150,7 +155,7 @@ def _number(node: ET.Element, tag: str, path: Path, where: str) -> float:
     return value
 
 
-def parse_annotation(path: Path, frame: Path | None = None) -> tuple[int, float]:
+def parse_annotation(path: Path | str, frame: Path | str | None = None) -> tuple[int, float]:
     """(number of boxes, occluded fraction) of one PASCAL-VOC XML file.
 
     Boxes are VOC's 1-based inclusive pixel ranges (``xmin == xmax`` is one pixel wide). A missing or zero
@@ -186,7 +191,7 @@ def parse_annotation(path: Path, frame: Path | None = None) -> tuple[int, float]
     return len(rects), union_area(rects) / (width * height)
 
 
-def _declared_size(ann: ET.Element, path: Path) -> tuple[float, float]:
+def _declared_size(ann: ET.Element, path: Path | str) -> tuple[float, float]:
     """(width, height) from ``<size>``; (0, 0) when it is missing or incomplete."""
     size = ann.find("size")
     if size is None or size.find("width") is None or size.find("height") is None:
