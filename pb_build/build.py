@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import shutil
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ from pb_build.shards import (
     shard_fingerprint,
     strict_error,
 )
+from pb_build.writers import card
 
 SPLIT = manifests.DEFAULT_SPLIT
 TABLE = "table"  # Config field metadata key: the field names a user table (e.g. VSOD's --labels CSV)
@@ -211,6 +213,8 @@ def build_release(
     summaries: dict[tuple[str, int], ShardSummary] = {}
     try:
         for summary in get_distributor(distributor)(tasks, workers):
+            if not summaries and workers > 1:  # planned; the parent now waits: import what the card needs
+                threading.Thread(target=card.import_datasets, name="pb-build-imports", daemon=True).start()
             summaries[summary.source, summary.index] = summary
             bar.update(summary.units)
         bar.close(finished=True)

@@ -7,14 +7,17 @@ A worker that dies (killed, out of memory) fails the build naming the sample it 
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from pb_build.builders import BUILT_IN
 from pb_build.errors import PbBuildError
 from pb_build.names import FOLLOW_ENV
 from pb_build.shards import ShardSummary, ShardTask, last_attempt, run_shard
@@ -24,33 +27,60 @@ DISTRIBUTORS = ("local", "ray")
 Distributor = Callable[[Iterable[ShardTask], int], Iterator[ShardSummary]]
 
 
-def _init_worker() -> None:
-    """Import what every shard needs while the parent plans, rather than on the first shard."""
-    import cv2  # noqa: F401
-    import pyarrow as pa
+# What every shard needs, imported once by the fork server (pyarrow imports pandas on its first array: half a
+# second); workers forked from it start with them loaded. Not the registry itself: a worker reads it afresh.
+WORKER_MODULES = ["cv2", "pyarrow", "pyarrow.parquet", "pandas", "pb_build.shards",
+                  *(module for pair in BUILT_IN for module in pair)]
 
-    import pb_build.builders  # noqa: F401  (the registry and every builder's imports, once per worker)
 
-    pa.array([0])  # pyarrow imports pandas on its first array: half a second per worker
+def _worker_context() -> Any:
+    """Forked from a fork server where there is one (each spawned worker paid a second of imports), else spawned."""
+    import multiprocessing as mp
+
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    # "__main__" is the default preload; Python 3.11 does not pass the server its path, so each worker still
+    # imports the main script itself
+    context.set_forkserver_preload(["__main__", *WORKER_MODULES])
+    return context
+
+
+def _init_worker(environ: dict[str, str]) -> None:
+    """Start with the parent's environment as it is now (the fork server's dates from its own start), and with
+    every module a shard needs (already there when forked from the server)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    for module in WORKER_MODULES:
+        importlib.import_module(module)
 
 
 def _ready() -> None:
     """A no-op task: submitting one per worker starts the worker processes."""
 
 
+def _start(pool: ProcessPoolExecutor, workers: int) -> None:
+    try:
+        for _ in range(workers):
+            pool.submit(_ready)
+    except RuntimeError:  # the build failed while planning, and the pool is shut down
+        pass
+
+
 def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary]:
-    """Run shard tasks here (one worker) or in ``workers`` spawned processes."""
+    """Run shard tasks here (one worker) or in ``workers`` local processes."""
     if workers <= 1:
         for task in tasks:
             yield run_shard(task)
         return
-    import multiprocessing as mp
-
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_init_worker)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context(), initializer=_init_worker,
+                               initargs=(dict(os.environ),))
     finished = False
+    # Start every worker now, from another thread: the first start waits for the fork server's imports, and
+    # both overlap the parent's planning
+    starter = threading.Thread(target=_start, args=(pool, workers), name="pb-build-start-workers", daemon=True)
+    starter.start()
     try:
-        for _ in range(workers):  # start every worker now: their imports overlap the parent's planning
-            pool.submit(_ready)
         running: dict[Future[ShardSummary], ShardTask] = {}
         processes: dict[int, Any] = {}
         todo = iter(tasks)
@@ -72,6 +102,7 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
                     raise _died([task, *running.values()], _deaths(processes.values())) from None
                 yield summary
     finally:
+        starter.join()
         # Once every shard is done, the idle workers exit while the parent assembles the release (waiting for
         # them cost a third of a second); after a failure they are stopped and waited for.
         pool.shutdown(wait=not finished, cancel_futures=True)

@@ -7,10 +7,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from datasets import Features
-from datasets.info import DatasetInfo, DatasetInfosDict
-from datasets.splits import SplitDict, SplitInfo
-from datasets.utils.metadata import MetadataConfigs
 from huggingface_hub import DatasetCardData
 
 from pb_build import __version__
@@ -87,9 +83,23 @@ def read_preview(root: Path) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
+def import_datasets() -> None:
+    """Import the part of ``datasets`` the card needs (0.7 s), e.g. from a thread while workers build."""
+    import datasets.info  # noqa: F401
+    import datasets.splits  # noqa: F401
+    import datasets.utils.metadata  # noqa: F401
+
+
 def card_text(configs: list[ConfigSummary], release: dict | None = None, repo_id: str | None = None,
               versions: list[str] | None = None, preview: str = "") -> str:
     """The full README.md of a release."""
+    # Imported here, not with the module: every process importing the build driver paid for datasets (a local
+    # worker re-imports the parent's main script); see import_datasets
+    from datasets import Features
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+
     data = DatasetCardData(license=LICENCE, pretty_name="ProactiveBench (rebuilt by pb-build)",
                            task_categories=["visual-question-answering"])
     infos = {}
