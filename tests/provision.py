@@ -55,7 +55,7 @@ def provide(target: Path, create: Callable[[Path], str | None]) -> str | None:
 
 
 def provide_imagecorruptions() -> str | None:
-    """Make ``import imagecorruptions`` work in this process (and its spawned workers); why not, or None."""
+    """Make ``import imagecorruptions`` work in this process (and its worker processes); why not, or None."""
     if importlib.util.find_spec("imagecorruptions") is not None:
         return None
     target = cache_root() / "test-packages" / IMAGECORRUPTIONS.replace("==", "-")

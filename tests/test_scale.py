@@ -112,6 +112,17 @@ def test_any_worker_count_gives_the_same_release(tmp_path: Path):
     assert [json.loads(line)["id"] for line in lines] == list(range(40))
 
 
+def test_workers_read_the_environment_of_their_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Local workers fork from a server that an earlier build started; they still see this build's environment
+    (here the image size limit, which workers check as they decode)."""
+    jobs = _imagenet_c(tmp_path)
+    _build(tmp_path / "first", jobs, workers=2, shard_size=2)
+    monkeypatch.setenv("PB_BUILD_MAX_PIXELS", "16")
+    with pytest.raises(PbBuildError, match=r"over the limit of 16 pixels"):
+        _build(tmp_path / "second", jobs, workers=2, shard_size=2)
+    assert not (tmp_path / "second").exists()
+
+
 def test_default_shard_size_comes_from_the_plan(tmp_path: Path):
     """About 16 shards, of 64 to 256 samples each: a small release is one parquet file."""
     rel = _build(tmp_path / "rel", _quickdraw(tmp_path))
