@@ -133,9 +133,23 @@ SOURCES: dict[str, tuple[Callable[[Path, int], list[SourceJob]], int]] = {
 
 
 def cpu_seconds() -> float:
-    """User + system CPU seconds of this process and of its children that have ended."""
+    """User + system CPU seconds of this process, of its children that have ended, and of the ended children of
+    its running ones (local workers are forked, and reaped, by the fork server)."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + _reaped_by_children()
+
+
+def _reaped_by_children() -> float:
+    """CPU seconds of the ended processes that this process's running children have waited for (Linux /proc)."""
+    total, me = 0.0, os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me:
+            total += (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")  # cutime, cstime
+    return total
 
 
 def time_build(jobs: list[SourceJob], workers: int, tmp: Path, shard_size: int | None) -> tuple[float, int, float]:
