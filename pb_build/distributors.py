@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,10 +35,11 @@ WORKER_MODULES = ["cv2", "pyarrow", "pyarrow.parquet", "pandas", "pb_build.shard
 
 
 def _worker_context() -> Any:
-    """Forked from a fork server where there is one (each spawned worker paid a second of imports), else spawned."""
+    """On Linux, workers fork from a fork server (each spawned worker paid a second of imports); elsewhere they are
+    spawned (macOS frameworks are not safe to fork). The server lives as long as this process."""
     import multiprocessing as mp
 
-    if "forkserver" not in mp.get_all_start_methods():
+    if not sys.platform.startswith("linux"):
         return mp.get_context("spawn")
     context = mp.get_context("forkserver")
     # "__main__" is the default preload; Python 3.11 does not pass the server its path, so each worker still
@@ -60,6 +62,7 @@ def _ready() -> None:
 
 
 def _start(pool: ProcessPoolExecutor, workers: int) -> None:
+    """Start the pool's workers (one no-op task each)."""
     try:
         for _ in range(workers):
             pool.submit(_ready)
