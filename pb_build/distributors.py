@@ -102,6 +102,8 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
                 try:
                     summary = future.result()
                 except BrokenProcessPool:
+                    # the starter thread may have started a worker after the last submit here
+                    processes.update(getattr(pool, "_processes", None) or {})
                     raise _died([task, *running.values()], _deaths(processes.values())) from None
                 yield summary
     finally:
