@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import shutil
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -44,7 +43,6 @@ from pb_build.shards import (
     shard_fingerprint,
     strict_error,
 )
-from pb_build.writers import card
 
 SPLIT = manifests.DEFAULT_SPLIT
 TABLE = "table"  # Config field metadata key: the field names a user table (e.g. VSOD's --labels CSV)
@@ -211,17 +209,11 @@ def build_release(
     tasks = _tasks(work, jobs, resolved, skip_bad, strict, shard_size, sharding, planned, bar)
     started = time.perf_counter()
     summaries: dict[tuple[str, int], ShardSummary] = {}
-    imports: threading.Thread | None = None
     try:
         for summary in get_distributor(distributor)(tasks, workers):
-            if imports is None and workers > 1:  # planned; the parent now waits: import what the card needs
-                imports = threading.Thread(target=card.import_datasets, name="pb-build-imports", daemon=True)
-                imports.start()
             summaries[summary.source, summary.index] = summary
             bar.update(summary.units)
         bar.close(finished=True)
-        if imports is not None:
-            imports.join()  # before assembly imports anything: two threads importing one graph can deadlock
         for p in planned:
             p.shards.summaries = [summaries[p.shards.entry.source, i] for i in p.owned]
             p.shards.folders = [shard_folder(work, p.shards.entry.source, i) for i in p.owned]

@@ -19,6 +19,7 @@ from pb_build.cli import main
 from pb_build.errors import PbBuildError
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests.provenance import builder_fingerprint, read_sums, source_modules
+from pb_build.writers import card
 from pb_build.writers.native import FEATURES, FIELD_DOCS, SCHEMA
 
 try:
@@ -87,6 +88,46 @@ def test_native_schema_is_the_one_datasets_derives():
     derived = Features.from_dict(FEATURES).arrow_schema
     assert SCHEMA.equals(derived, check_metadata=True)
     assert Features.from_dict(FEATURES).to_dict() == FEATURES
+
+
+def _card_yaml_by_datasets(configs) -> str:
+    """The card's YAML header as ``datasets`` writes it (what pb-build wrote before it stopped importing it)."""
+    from datasets import Features
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCardData
+
+    data = DatasetCardData(license=card.LICENCE, pretty_name="ProactiveBench (rebuilt by pb-build)",
+                           task_categories=["visual-question-answering"])
+    infos, meta = {}, {}
+    for c in configs:
+        splits = SplitDict()
+        splits.add(SplitInfo(name=c.split, num_bytes=c.num_bytes, num_examples=c.rows))
+        infos[c.config] = DatasetInfo(features=Features.from_dict(FEATURES), splits=splits,
+                                      download_size=c.num_bytes, dataset_size=c.num_bytes)
+        meta[c.config] = {"data_files": [{"split": c.split, "path": f"{c.config}/{c.split}-*"}]}
+    DatasetInfosDict(infos).to_dataset_card_data(data)
+    MetadataConfigs(meta).to_dataset_card_data(data)
+    return f"---\n{data.to_yaml()}\n---\n"
+
+
+@pytest.mark.parametrize("names", [["quickdraw"], ["vsod", "quickdraw", "quickdraw_filtered"]])
+def test_the_card_metadata_is_what_datasets_writes(names: list[str]):
+    info = get_builder("quickdraw").info
+    configs = [card.ConfigSummary(n, info, "test", 10 + i, [f"{n}/test-00000-of-00001.parquet"], 1000 * (i + 1),
+                                  False) for i, n in enumerate(names)]
+    text = card.card_text(configs)
+    assert text.startswith(_card_yaml_by_datasets(configs) + "\n")
+
+
+def test_writing_a_release_does_not_import_datasets(tmp_path: Path):
+    code = ("import sys; from pathlib import Path; from pb_build.build import SourceJob, build_release; "
+            "from pb_build.builders import get_builder; qd = get_builder('quickdraw'); "
+            f"build_release(Path({str(tmp_path / 'rel')!r}), [SourceJob(qd, qd.Config(), qd.sample_dir(), "
+            "sample=True)], progress=False); assert 'datasets' not in sys.modules, 'datasets imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (tmp_path / "rel" / "README.md").is_file()
 
 
 def test_writing_a_shard_does_not_import_datasets():

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from huggingface_hub import DatasetCardData
 
@@ -83,37 +84,40 @@ def read_preview(root: Path) -> str:
     return path.read_text(encoding="utf-8") if path.is_file() else ""
 
 
-def import_datasets() -> None:
-    """Import the part of ``datasets`` the card needs (0.7 s), e.g. from a thread while workers build."""
-    import datasets.info  # noqa: F401
-    import datasets.splits  # noqa: F401
-    import datasets.utils.metadata  # noqa: F401
-
-
 def card_text(configs: list[ConfigSummary], release: dict | None = None, repo_id: str | None = None,
               versions: list[str] | None = None, preview: str = "") -> str:
     """The full README.md of a release."""
-    # Imported here, not with the module: every process importing the build driver paid for datasets (a local
-    # worker re-imports the parent's main script); see import_datasets
-    from datasets import Features
-    from datasets.info import DatasetInfo, DatasetInfosDict
-    from datasets.splits import SplitDict, SplitInfo
-    from datasets.utils.metadata import MetadataConfigs
-
     data = DatasetCardData(license=LICENCE, pretty_name="ProactiveBench (rebuilt by pb-build)",
                            task_categories=["visual-question-answering"])
-    infos = {}
-    meta = {}
-    features = Features.from_dict(FEATURES)
-    for c in configs:
-        splits = SplitDict()
-        splits.add(SplitInfo(name=c.split, num_bytes=c.num_bytes, num_examples=c.rows))
-        infos[c.config] = DatasetInfo(features=features, splits=splits, download_size=c.num_bytes,
-                                      dataset_size=c.num_bytes)
-        meta[c.config] = {"data_files": [{"split": c.split, "path": f"{c.config}/{c.split}-*"}]}
-    DatasetInfosDict(infos).to_dataset_card_data(data)
-    MetadataConfigs(meta).to_dataset_card_data(data)
+    by_name = sorted(configs, key=lambda c: c.config)
+    infos = [{"config_name": c.config, **_dataset_info(c)} for c in by_name]
+    data["dataset_info"] = infos[0] if len(infos) == 1 else infos
+    data["configs"] = [{"config_name": c.config, "data_files": [{"split": c.split, "path": f"{c.config}/{c.split}-*"}]}
+                       for c in by_name]
     return f"---\n{data.to_yaml()}\n---\n\n{_body(configs, release, repo_id, versions or [], preview)}"
+
+
+def _dataset_info(config: ConfigSummary) -> dict[str, Any]:
+    """A config's ``dataset_info`` card metadata, as ``datasets.DatasetInfosDict.to_dataset_card_data`` writes it
+    (a test compares the two). Written here because importing ``datasets`` costs most of a second per build."""
+    return {"features": yaml_feature(FEATURES)["struct"],
+            "splits": [{"name": config.split, "num_bytes": config.num_bytes, "num_examples": config.rows}],
+            "download_size": config.num_bytes, "dataset_size": config.num_bytes}
+
+
+def yaml_feature(feature: dict[str, Any]) -> dict[str, Any]:
+    """The card YAML form of a feature in ``datasets.Features.to_dict()`` form (the kinds :data:`FEATURES`
+    uses: values, lists, images and structs)."""
+    kind = feature.get("_type")
+    if kind == "Value":
+        return {"dtype": feature["dtype"]}
+    if kind == "Image":
+        return {"dtype": "image"}
+    if kind == "List":
+        inner = yaml_feature(feature["feature"])
+        return {"list": inner["dtype"] if list(inner) == ["dtype"] else inner["struct"] if list(inner) == ["struct"]
+                else inner}
+    return {"struct": [{"name": name, **yaml_feature(sub)} for name, sub in feature.items()]}
 
 
 def _body(configs: list[ConfigSummary], release: dict | None, repo_id: str | None, versions: list[str],
