@@ -177,7 +177,9 @@ def _assemble_source(root: Path, src: SourceShards, take: Take) -> dict[str, str
                     line = _with_id(line.decode("utf-8"), first_id + n).encode("utf-8")
                     digest.update(line)
                     jsonl.write(line)
-            files += _copy_frames(folder, root) if take is copy else _move_tree(folder / SPLIT, test, take, {name})
+    for folder, summary in zip(src.folders, src.summaries, strict=True):
+        shared = _copy_frames(folder, root) if take is copy else _move_tree(folder / SPLIT, test, take, {name})
+        files += summary.files - shared
     known[f"{SPLIT}/{name}"] = digest.hexdigest()
     total = max(len(src.folders), 1)
     shards = []
@@ -229,39 +231,41 @@ def _renumber_parquet(src: Path, dest: Path, first_id: int) -> None:
 
 
 def _move_tree(src: Path | str, dest: Path | str, take: Take, skip: set[str] = frozenset()) -> int:
-    """Move what ``src`` holds into ``dest``, whole folders at once where ``dest`` has none yet; returns the files
-    added. A file already there (a frame shared by samples of two shards) must be identical."""
+    """Move what ``src`` holds into ``dest``, whole folders at once where ``dest`` has none yet; returns how many
+    files were already there (frames shared with samples of an earlier shard), which must be identical."""
     # Plain strings: pathlib interns every name part, and a source moves one folder per sample
-    added = 0
+    shared = 0
     for entry in os.scandir(src):
         if entry.name in skip:
             continue
         target = os.path.join(dest, entry.name)
         if not os.path.lexists(target):
             take(entry.path, target)
-            added += sum(len(f) for _, _, f in os.walk(target)) if entry.is_dir() else 1
         elif entry.is_dir():
-            added += _move_tree(entry.path, target, take)
+            shared += _move_tree(entry.path, target, take)
         elif sha256_file(Path(entry.path)) != sha256_file(Path(target)):
             raise InvalidEpisode(f"{target}: written by two shards with different content")
-    return added
+        else:
+            shared += 1
+    return shared
 
 
 def _copy_frames(folder: Path, root: Path) -> int:
-    """Copy a shard's frame files into the release (``merge`` leaves its parts intact); returns the files added."""
-    added, made = 0, None
+    """Copy a shard's frame files into the release (``merge`` leaves its parts intact); returns how many were
+    already there (frames shared with samples of an earlier shard)."""
+    shared, made = 0, None
     for sha, rel in iter_sums(folder / "sums.txt"):
         dest = root / rel
         if dest.parent != made:  # paths are sorted: a folder's files come together
             dest.parent.mkdir(parents=True, exist_ok=True)
             made = dest.parent
-        if dest.exists():  # a frame shared by samples of different shards
+        if dest.exists():
             if sha256_file(dest) != sha:
                 raise InvalidEpisode(f"{rel} is written by two shards with different content")
+            shared += 1
             continue
         shutil.copyfile(folder / rel, dest)
-        added += 1
-    return added
+    return shared
 
 
 def _write_sums(root: Path, known: dict[str, str], shard_sums: list[Path]) -> None:
