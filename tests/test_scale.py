@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from pb_build.build import Sharding, SourceJob, build_release, work_folder
 from pb_build.builders import get_builder
+from pb_build.builders.base import KeyDigests
 from pb_build.cli import main
 from pb_build.errors import Ineligible, PbBuildError
 from pb_build.manifests import manifest as manifests
@@ -249,6 +250,18 @@ def test_cli_builds_parts_and_merges_them(tmp_path: Path):
     result = run(main, ["quickdraw", "--sample", "--out", str(tmp_path / "x"), "--num-shards", "2",
                         "--shard-index", "2"])
     assert result.exit_code == 2 and "--shard-index must be in 0..1" in result.output
+
+
+def test_the_planned_keys_are_held_as_sorted_digests_and_duplicates_found_on_both_sides():
+    """The parent's duplicate check keeps 8 bytes a key once they are merged into the sorted array; a key seen
+    before the last merge and one seen after it are both refused."""
+    seen = KeyDigests()
+    keys = [f"quickdraw/cat/{i:08d}" for i in range(10_000)]
+    assert all(seen.add(k) for k in keys)
+    assert seen.sorted.size >= 8192 and seen.sorted.size + len(seen.latest) == len(keys)
+    assert seen.sorted.nbytes == 8 * seen.sorted.size and list(seen.sorted) == sorted(seen.sorted)
+    merged_early, latest = keys[3], keys[-1]
+    assert not seen.add(merged_early) and not seen.add(latest) and seen.add("quickdraw/cat/new")
 
 
 # ------------------------------------------------------------------------------------------------------ resume
