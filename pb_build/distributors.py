@@ -89,7 +89,11 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
         todo = iter(tasks)
         while True:
             for task in todo:
-                running[pool.submit(run_shard, task)] = task
+                try:
+                    running[pool.submit(run_shard, task)] = task
+                except BrokenProcessPool:  # a worker died before this task was handed out
+                    processes.update(getattr(pool, "_processes", None) or {})
+                    raise _died([task, *running.values()], _deaths(processes.values())) from None
                 processes.update(getattr(pool, "_processes", None) or {})  # to learn how a dead one died
                 if len(running) >= 2 * workers:
                     break

@@ -10,6 +10,8 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -396,6 +398,26 @@ def test_a_killed_worker_fails_the_build_naming_the_sample(tmp_path: Path):
     key = message.split("sample ", 1)[1].split(" died")[0]
     order = [u.key for u in qd.plan(qd.sample_dir(), qd.Config(), None).units]
     assert order.index(key) % 10 == 2  # the third sample of a shard: where that worker killed itself
+
+
+def test_workers_that_cannot_start_fail_the_build_with_one_clear_error(tmp_path: Path):
+    """A script read from standard input: each worker tries to re-import the main script from '<stdin>' and dies
+    before its first task, which the pool may report at a later submit rather than from a task's result."""
+    out = tmp_path / "rel"
+    script = ("import sys\nfrom pathlib import Path\nfrom pb_build.build import SourceJob, build_release\n"
+              "from pb_build.builders import get_builder\nfrom pb_build.errors import PbBuildError\n"
+              "qd = get_builder('quickdraw')\n"
+              "try:\n"
+              f"    build_release(Path({str(out)!r}), [SourceJob(qd, qd.Config(), qd.sample_dir(), sample=True)],\n"
+              "                  workers=2, shard_size=5, progress=False)\n"
+              "except PbBuildError as err:\n"
+              "    print('ERROR:', err)\n"
+              "    sys.exit(3)\n")
+    result = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert result.stdout.startswith("ERROR: ") and "died (exited with status 1)" in result.stdout
+    assert "nothing was written at the target" in result.stdout and not out.exists()
 
 
 def test_full_disk_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
