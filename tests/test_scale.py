@@ -416,7 +416,7 @@ def test_workers_that_cannot_start_fail_the_build_with_one_clear_error(tmp_path:
     result = subprocess.run([sys.executable, "-"], input=script, capture_output=True, text=True, cwd=tmp_path,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert result.returncode == 3, result.stderr[-2000:]
-    assert result.stdout.startswith("ERROR: ") and "died (exited with status 1)" in result.stdout
+    assert result.stdout.startswith("ERROR: ") and "died (exited with status " in result.stdout
     assert "nothing was written at the target" in result.stdout and not out.exists()
 
 
