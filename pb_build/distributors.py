@@ -85,16 +85,13 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
     starter.start()
     try:
         running: dict[Future[ShardSummary], ShardTask] = {}
-        processes: dict[int, Any] = {}
         todo = iter(tasks)
         while True:
             for task in todo:
                 try:
                     running[pool.submit(run_shard, task)] = task
                 except BrokenProcessPool:  # a worker died before this task was handed out
-                    processes.update(getattr(pool, "_processes", None) or {})
-                    raise _died([task, *running.values()], _deaths(processes.values())) from None
-                processes.update(getattr(pool, "_processes", None) or {})  # to learn how a dead one died
+                    raise _broken(pool, [task, *running.values()]) from None
                 if len(running) >= 2 * workers:
                     break
             if not running:
@@ -106,9 +103,7 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
                 try:
                     summary = future.result()
                 except BrokenProcessPool:
-                    # the starter thread may have started a worker after the last submit here
-                    processes.update(getattr(pool, "_processes", None) or {})
-                    raise _died([task, *running.values()], _deaths(processes.values())) from None
+                    raise _broken(pool, [task, *running.values()]) from None
                 yield summary
     finally:
         starter.join()
@@ -119,6 +114,13 @@ def run_local(tasks: Iterable[ShardTask], workers: int) -> Iterator[ShardSummary
 
 class WorkerDied(PbBuildError):
     """A worker process died (killed, out of memory): the finished shards are kept for a rerun."""
+
+
+def _broken(pool: ProcessPoolExecutor, tasks: list[ShardTask]) -> WorkerDied:
+    """The error of a broken pool: which of ``tasks`` a dead worker held, and how it died. A broken pool keeps
+    every process it started (CPython 3.11-3.13 remove one only at a clean shutdown), including a worker the
+    starter thread started after the parent's last submit."""
+    return _died(tasks, _deaths((getattr(pool, "_processes", None) or {}).values()))
 
 
 def _deaths(processes: Iterable[Any]) -> dict[int, str]:
