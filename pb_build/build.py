@@ -27,6 +27,7 @@ from pb_build.assemble import Moves, SourceShards, assemble, check_min_samples
 from pb_build.builders.base import Plan, WorkUnit, iter_units
 from pb_build.distributors import WorkerDied, get_distributor
 from pb_build.errors import BadRecord, Ineligible, PbBuildError
+from pb_build.inventory import InventoryHashing, hash_inventory
 from pb_build.manifests import manifest as manifests
 from pb_build.manifests import provenance
 from pb_build.parts import write_part
@@ -213,13 +214,18 @@ def build_release(
         for summary in get_distributor(distributor)(tasks, workers):
             summaries[summary.source, summary.index] = summary
             bar.update(summary.units)
+            for p in planned:  # an unreadable raw file fails the build now, not after every shard
+                p.inventory.check()
         bar.close(finished=True)
         for p in planned:
+            p.shards.entry.raw.files = p.inventory.result()
             p.shards.summaries = [summaries[p.shards.entry.source, i] for i in p.owned]
             p.shards.folders = [shard_folder(work, p.shards.entry.source, i) for i in p.owned]
             _check_source(p.shards, strict, None if part else min_samples, out)
     except BaseException as exc:
         bar.close(finished=False)
+        for p in planned:
+            p.inventory.cancel()  # before the work folder may be removed: the thread writes there
         # Finished shards are kept for a rerun after an interruption or a dead worker; not after bad input,
         # whose fix changes the inputs' fingerprint anyway.
         bad_input = isinstance(exc, PbBuildError) and not isinstance(exc, WorkerDied)
@@ -286,6 +292,7 @@ class _Planned:
 
     shards: SourceShards
     fingerprint: str
+    inventory: InventoryHashing
     total: int = 0  # shards in the whole plan
     owned: list[int] = field(default_factory=list)
     shard_fingerprints: dict[int, str] = field(default_factory=dict)
@@ -325,7 +332,10 @@ def _tasks(work: Path, jobs: list[SourceJob], resolved: list, skip_bad: bool, st
         fingerprint = job_fingerprint({"pb_build": __version__, "shard_format": SHARD_FORMAT,
                                        "entry": entry,
                                        "skip_bad": skip_bad, "shard_size": shard_size})
-        p = _Planned(SourceShards(entry, plan_skipped, raw=str(job.raw)), fingerprint)
+        # Hashed while the shards build; finished shards of other raw files are removed first.
+        source_dir = work / builder.name
+        inventory = hash_inventory(source_dir, plan.raw_root, plan.raw_files, any(source_dir.glob(f"*/{DONE}")))
+        p = _Planned(SourceShards(entry, plan_skipped, raw=str(job.raw)), fingerprint, inventory)
         planned.append(p)
         for index, chunk in enumerate(_chunks(iter_units(plan.units), shard_size)):
             p.total = index + 1
@@ -349,7 +359,8 @@ def _chunks(units: Iterator[WorkUnit], size: int) -> Iterator[tuple[WorkUnit, ..
 
 def _entry(job: SourceJob, plan: Plan, tables: dict[str, manifests.Table],
            names: dict[str, str]) -> manifests.SourceEntry:
-    """The manifest entry of a planned source; counts, files, keys and skipped records are filled at assembly."""
+    """The manifest entry of a planned source; the raw inventory is filled once hashed, and counts, files, keys
+    and skipped records at assembly."""
     builder = job.builder
     parameters = dataclasses.asdict(job.config)
     for fname in table_fields(type(job.config)):
@@ -361,7 +372,7 @@ def _entry(job: SourceJob, plan: Plan, tables: dict[str, manifests.Table],
         builder_sha256=provenance.builder_fingerprint(builder),
         parameters=parameters,
         seed=job.config.seed,
-        raw=manifests.RawInputs(job.raw_kind, provenance.raw_inventory(plan.raw_root, plan.raw_files)),
+        raw=manifests.RawInputs(job.raw_kind, []),
         counts=manifests.Counts(0, 0, 0, 0),
         files=manifests.Files("", []),
         licence=builder.info.licence,

@@ -5,7 +5,8 @@ the number of workers or on timing. A worker writes everything a shard holds: th
 its part of the official JSONL, one native parquet file, the sample keys and the sha256 of every file
 (``sums.txt``, sorted by path), then ``done.json``, the small summary the parent collects. A shard folder is
 written as ``<folder>.partial`` and renamed when complete, so a folder that exists is finished; it is reused
-(by a resumed build, or by ``merge``) only when its fingerprint matches and its files match their digests.
+(by a resumed build, or by ``merge``) only when its fingerprint matches and its files match their digests (a
+resumed build also checks that its source's raw files are unchanged: :mod:`pb_build.inventory`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ KEYS = "keys.txt"  # one sample key per line, in id order
 ATTEMPTS = "attempt"  # "<pid>\t<key>\n" of the unit being built: names the sample a crashed worker held
 ATTEMPT_BYTES = 4096
 NATIVE = "native.parquet"
-SHARD_FORMAT = 2  # what a shard folder holds; part of every shard's fingerprint, so older shards are not reused
+SHARD_FORMAT = 3  # what a shard folder holds and how it is checked; part of every shard's fingerprint, so older
+# shards are not reused (3: the raw inventory is checked by pb_build.inventory, not in the fingerprint)
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def auto_shard_size(planned_units: int | None) -> int:
 
 
 def job_fingerprint(body: dict[str, Any]) -> str:
-    """sha256 of a canonical JSON body (tool version, builder code, parameters, seed, raw inventory...); a
+    """sha256 of a canonical JSON body (tool version, builder code, parameters, seed...); a
     dataclass in it counts as the dict of its fields."""
     return hashlib.sha256(plain.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 

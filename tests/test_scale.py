@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from pb_build import inventory
 from pb_build.build import Sharding, SourceJob, build_release, work_folder
 from pb_build.builders import get_builder
 from pb_build.builders.base import KeyDigests
@@ -354,6 +356,110 @@ def test_no_resume_rebuilds_everything_and_other_inputs_are_not_reused(tmp_path:
     calls.clear()
     _build(out, other_seed, shard_size=8, overwrite=True, resume=False)
     assert len(calls) == 40
+
+
+def _copied_sample(base: Path) -> list[SourceJob]:
+    """The QuickDraw job over a copy of the bundled sample (the tests below change its raw files)."""
+    raw = shutil.copytree(qd.sample_dir(), base / "raw-copy")
+    return [SourceJob(qd, qd.Config(), raw)]
+
+
+def _interrupt_after_hashing(out: Path, jobs: list[SourceJob], monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Build ``out`` in shards of 8 and interrupt it on the 20th sample, once the raw inventory is recorded;
+    return that record (two finished shards are left)."""
+    record = work_folder(out) / "quickdraw" / inventory.RECORD
+    real_build, calls = qd.build, []
+
+    def interrupted(unit, config):
+        calls.append(unit.key)
+        if len(calls) == 20:
+            for _ in range(600):  # the child process hashing the raw files finishes in milliseconds here
+                if json.loads(record.read_text()).get("sha256"):
+                    break
+                time.sleep(0.05)
+            raise KeyboardInterrupt
+        return real_build(unit, config)
+
+    monkeypatch.setattr(qd, "build", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _build(out, jobs, shard_size=8)
+    monkeypatch.undo()
+    assert len(list(work_folder(out).glob(f"*/*/{DONE}"))) == 2
+    return json.loads(record.read_text())
+
+
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    real_build, calls = qd.build, []
+    monkeypatch.setattr(qd, "build", lambda u, c: (calls.append(u.key), real_build(u, c))[1])
+    return calls
+
+
+def _rewrite_keeping_size_and_time(file: Path) -> None:
+    """Change one coordinate of the first drawing, keeping the file's size and modification time."""
+    before = file.stat()
+    text = file.read_text()
+    at = text.index('"drawing"')
+    at = next(i for i in range(at, len(text)) if text[i].isdigit())
+    text = text[:at] + ("8" if text[at] == "9" else str(int(text[at]) + 1)) + text[at + 1:]
+    file.write_text(text)
+    os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert file.stat().st_size == before.st_size
+
+
+def test_resume_rebuilds_the_shards_of_changed_raw_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Shard fingerprints no longer hold the raw digests (the raw files are hashed while the shards build):
+    a rerun checks the recorded inventory digest instead, so a raw file changed with its size and time kept
+    is noticed."""
+    jobs = _copied_sample(tmp_path)
+    out = tmp_path / "rel"
+    recorded = _interrupt_after_hashing(out, jobs, monkeypatch)
+    assert recorded["sha256"] and recorded["quick"]
+    _rewrite_keeping_size_and_time(next(jobs[0].raw.glob("*.ndjson")))
+    calls = _count_builds(monkeypatch)
+    _build(out, jobs, shard_size=8)
+    assert len(calls) == 40  # nothing reused
+    monkeypatch.undo()
+    fresh = _build(tmp_path / "fresh", jobs, shard_size=8)
+    assert _sums(out) == _sums(fresh)
+    assert manifests.read(out).entry("quickdraw").raw == manifests.read(fresh).entry("quickdraw").raw
+
+
+def test_shards_of_a_build_stopped_before_its_hashing_ended_are_checked_by_size_and_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    jobs = _copied_sample(tmp_path)
+    reference = _build(tmp_path / "ref", jobs, shard_size=8)
+    out = tmp_path / "rel"
+    record = work_folder(out) / "quickdraw" / inventory.RECORD
+    # As if interrupted before the raw files were hashed: only the quick fingerprint is recorded.
+    inventory.write_record(record, _interrupt_after_hashing(out, jobs, monkeypatch)["quick"], None)
+    calls = _count_builds(monkeypatch)
+    _build(out, jobs, shard_size=8)
+    assert len(calls) == 40 - 16 and _sums(out) == _sums(reference)  # same files: both shards reused
+    monkeypatch.undo()
+    again = tmp_path / "again"
+    record = work_folder(again) / "quickdraw" / inventory.RECORD
+    inventory.write_record(record, _interrupt_after_hashing(again, jobs, monkeypatch)["quick"], None)
+    raw_file = next(jobs[0].raw.glob("*.ndjson"))
+    os.utime(raw_file, ns=(raw_file.stat().st_atime_ns, raw_file.stat().st_mtime_ns + 10**9))  # touched
+    calls = _count_builds(monkeypatch)
+    _build(again, jobs, shard_size=8)
+    assert len(calls) == 40 and _sums(again) == _sums(reference)
+
+
+def test_a_raw_file_that_cannot_be_hashed_is_an_error_naming_it(tmp_path: Path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.ndjson").write_text("{}\n")
+    with pytest.raises(OSError) as err:  # found missing before hashing starts
+        inventory.hash_inventory(tmp_path / "work", raw, [raw / "a.ndjson", raw / "gone.ndjson"], False)
+    assert err.value.errno == errno.ENOENT and err.value.filename == str(raw / "gone.ndjson")
+    (raw / "b.ndjson").mkdir()  # found by the hashing process: it cannot be read
+    hashing = inventory.hash_inventory(tmp_path / "work", raw, [raw / "a.ndjson", raw / "b.ndjson"], False)
+    with pytest.raises(OSError) as err:
+        hashing.result()
+    assert err.value.errno == errno.EISDIR and err.value.filename == str(raw / "b.ndjson")
+    ok = inventory.hash_inventory(tmp_path / "work2", raw, [raw / "a.ndjson"], False).result()
+    assert ok == [{"path": "a.ndjson", "size": 3, "sha256": sha256_file(raw / "a.ndjson")}]
 
 
 # --------------------------------------------------------------------------------------------------------- Ray

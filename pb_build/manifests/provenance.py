@@ -1,11 +1,10 @@
-"""Provenance: file checksums, SHA256SUMS, raw inventories and the code fingerprint of a source."""
+"""Provenance: file checksums, SHA256SUMS and a source's code fingerprint (raw inventories: pb_build.inventory)."""
 
 from __future__ import annotations
 
 import ast
 import hashlib
 import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -58,23 +57,6 @@ def read_sums(root: Path) -> dict[str, str]:
     if problems:
         raise ValueError(f"{root / SUMS}:{problems[0]}")
     return sums
-
-
-def raw_inventory(root: Path, files: list[Path | str]) -> list[dict[str, Any]]:
-    """Size and sha256 of each raw input, by path relative to the raw folder.
-
-    One file after another: on thousands of small files a thread pool was 4-6x slower (its threads hand the GIL
-    back and forth on every read), and slower on MVP-N's larger ones too (bench/README.md).
-    """
-    base = os.path.join(os.path.abspath(root), "")
-    inventory = []
-    for file in files:
-        path = os.path.abspath(file)
-        if not path.startswith(base):
-            raise ValueError(f"{path} is not under the raw folder {root}")
-        size, digest = size_and_sha256(path)
-        inventory.append({"path": path[len(base):].replace(os.sep, "/"), "size": size, "sha256": digest})
-    return inventory
 
 
 def source_modules(module_name: str, package: str = "pb_build") -> list[str]:
