@@ -225,7 +225,7 @@ def build_release(
     except BaseException as exc:
         bar.close(finished=False)
         for p in planned:
-            p.inventory.cancel()  # before the work folder may be removed: the thread writes there
+            p.inventory.cancel()  # before the work folder may be removed: the hashing process writes there
         # Finished shards are kept for a rerun after an interruption or a dead worker; not after bad input,
         # whose fix changes the inputs' fingerprint anyway.
         bad_input = isinstance(exc, PbBuildError) and not isinstance(exc, WorkerDied)
