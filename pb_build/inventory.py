@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,14 +75,15 @@ class InventoryHashing:
 
 
 def _error(stderr: str, status: int) -> BaseException:
-    """The child's failure as the parent raises it: an OSError stays one (the CLI names its file)."""
+    """The child's failure as the parent raises it: an OSError stays one (the CLI names its file); anything else
+    (a traceback) is one error with its last lines."""
     try:
         body = json.loads(stderr.strip().splitlines()[-1])
-        if body.get("errno") is not None:
-            return OSError(body["errno"], body["strerror"], body["filename"])
-        return PbBuildError(body["message"])
-    except (ValueError, IndexError, KeyError, TypeError, AttributeError):
-        return PbBuildError(f"hashing the raw inventory failed (exit status {status}): {stderr.strip()[-500:]}")
+    except (ValueError, IndexError):
+        body = None
+    if isinstance(body, dict) and body.get("errno") is not None:
+        return OSError(body["errno"], body.get("strerror"), body.get("filename"))
+    return PbBuildError(f"hashing the raw inventory failed (exit status {status}): {stderr.strip()[-500:]}")
 
 
 def raw_inventory(root: Path | str, files: list[Path | str]) -> list[dict[str, Any]]:
@@ -90,34 +92,33 @@ def raw_inventory(root: Path | str, files: list[Path | str]) -> list[dict[str, A
     One file after another: on thousands of small files a thread pool was 4-6x slower (its threads hand the GIL
     back and forth on every read), and slower on MVP-N's larger ones too (bench/README.md).
     """
-    base = os.path.join(os.path.abspath(root), "")
     inventory = []
-    for file in files:
-        path = _inside(base, file, root)
+    for path, rel in _under(root, files):
         try:
             size, digest = size_and_sha256(path)
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, exc.filename or path) from None
-        inventory.append({"path": path[len(base):].replace(os.sep, "/"), "size": size, "sha256": digest})
+        inventory.append({"path": rel, "size": size, "sha256": digest})
     return inventory
 
 
-def _inside(base: str, file: Path | str, root: Path | str) -> str:
-    path = os.path.abspath(file)
-    if not path.startswith(base):
-        raise ValueError(f"{path} is not under the raw folder {root}")
-    return path
+def _under(root: Path | str, files: list[Path | str]) -> Iterator[tuple[str, str]]:
+    """(absolute path, POSIX path relative to ``root``) of each file; one outside ``root`` is a ValueError."""
+    base = os.path.join(os.path.abspath(root), "")
+    for file in files:
+        path = os.path.abspath(file)
+        if not path.startswith(base):
+            raise ValueError(f"{path} is not under the raw folder {root}")
+        yield path, path[len(base):].replace(os.sep, "/")
 
 
 def quick_fingerprint(root: Path, files: list[Path | str]) -> str:
     """sha256 over each raw file's path, size and modification time: what changes when a file is replaced or
     rewritten, read without opening any file."""
-    base = os.path.join(os.path.abspath(root), "")
     h = hashlib.sha256()
-    for file in files:
-        path = _inside(base, file, root)
+    for path, rel in _under(root, files):
         st = os.stat(path)
-        h.update(f"{path[len(base):]}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
+        h.update(f"{rel}\t{st.st_size}\t{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -134,9 +135,10 @@ def hash_inventory(source_dir: Path, root: Path, files: list[Path | str], finish
         before = _read(record)
         if before.get("sha256"):  # hash now: the finished shards are trusted only if the files are the same
             inventory = raw_inventory(root, files)
-            if before["sha256"] != inventory_digest(inventory):
+            digest = inventory_digest(inventory)
+            if before["sha256"] != digest:
                 _remove_shards(source_dir)
-            write_record(record, quick, inventory_digest(inventory))
+            write_record(record, quick, digest)
             return InventoryHashing(source_dir, root, files, quick, hashed=inventory)
         if before.get("quick") != quick:
             _remove_shards(source_dir)
@@ -154,7 +156,7 @@ def _read(record: Path) -> dict[str, Any]:
 
 
 def write_record(record: Path, quick: str, digest: str | None) -> None:
-    """Write ``inputs.json`` atomically; nothing when its folder is gone (the build ended and removed it)."""
+    """Write ``inputs.json`` atomically (its folder must exist)."""
     _replace(record, json.dumps({"quick": quick, "sha256": digest}) + "\n")
 
 
@@ -184,9 +186,6 @@ def _child(request_path: str) -> int:
         if not request.parent.is_dir():  # the build ended (or failed) and removed its work folder: nothing to do
             return 0
         print(json.dumps({"errno": exc.errno, "strerror": exc.strerror, "filename": exc.filename}), file=sys.stderr)
-        return 1
-    except ValueError as exc:
-        print(json.dumps({"message": str(exc)}), file=sys.stderr)
         return 1
     return 0
 
