@@ -96,6 +96,13 @@ def _build(out: Path, jobs: list[SourceJob], **kw) -> Path:
     return out
 
 
+def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The keys of the samples built from now on (QuickDraw's build() is wrapped)."""
+    real_build, calls = qd.build, []
+    monkeypatch.setattr(qd, "build", lambda u, c: (calls.append(u.key), real_build(u, c))[1])
+    return calls
+
+
 # ------------------------------------------------------------------------------------- workers write shards
 
 
@@ -314,8 +321,7 @@ def test_a_build_interrupted_while_assembling_keeps_its_shards(tmp_path: Path, m
         _build(out, _quickdraw(tmp_path), shard_size=4)
     assert not out.exists() and len(list(work_folder(out).glob(f"*/*/{DONE}"))) == 10
     monkeypatch.undo()
-    real_build, calls = qd.build, []
-    monkeypatch.setattr(qd, "build", lambda u, c: (calls.append(u.key), real_build(u, c))[1])
+    calls = _count_builds(monkeypatch)
     _build(out, _quickdraw(tmp_path), shard_size=4)
     assert calls == [] and _sums(out) == _sums(reference)
 
@@ -347,8 +353,8 @@ def test_no_resume_rebuilds_everything_and_other_inputs_are_not_reused(tmp_path:
     with pytest.raises(KeyboardInterrupt):
         _build(out, _quickdraw(tmp_path), shard_size=8)
     assert len(list(work.glob(f"*/*/{DONE}"))) == 2
-    calls.clear()
-    monkeypatch.setattr(qd, "build", lambda u, c: (calls.append(u.key), real_build(u, c))[1])
+    monkeypatch.undo()
+    calls = _count_builds(monkeypatch)
     job = _quickdraw(tmp_path)[0]
     other_seed = [dataclasses.replace(job, config=dataclasses.replace(job.config, seed=5))]
     _build(out, other_seed, shard_size=8, resume=True)  # finished shards of seed 0 do not match seed 5
@@ -386,12 +392,6 @@ def _interrupt_after_hashing(out: Path, jobs: list[SourceJob], monkeypatch: pyte
     monkeypatch.undo()
     assert len(list(work_folder(out).glob(f"*/*/{DONE}"))) == 2
     return json.loads(record.read_text())
-
-
-def _count_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    real_build, calls = qd.build, []
-    monkeypatch.setattr(qd, "build", lambda u, c: (calls.append(u.key), real_build(u, c))[1])
-    return calls
 
 
 def _rewrite_keeping_size_and_time(file: Path) -> None:
