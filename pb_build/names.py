@@ -66,24 +66,31 @@ def check_inside(raw_root: Path, files: Iterable[Path | str]) -> None:
     if follow_symlinks():
         return
     root = os.path.realpath(raw_root)
-    spelled_root = os.path.join(os.path.abspath(raw_root), "")
-    outside: dict[str, str | None] = {}  # folder -> where it resolves when that is outside the root, else None
+    inside = os.path.join(root, "")
+    spelled_root = os.path.abspath(raw_root)
+    spelled_prefix = os.path.join(spelled_root, "")
+    real_folders = {spelled_root: root}
+
+    def real(spelled: str) -> str:
+        """The real path of a folder spelled under the root. Built from its parent's, so each folder costs one
+        lstat, not one per path component as ``realpath`` does (a second of planning for 25,000 ImageNet-C files)."""
+        known = real_folders.get(spelled)
+        if known is None:
+            parent, name = os.path.split(spelled)
+            known = real_folders[spelled] = _resolve(os.path.join(real(parent), name))
+        return known
+
     for file in files:
         spelled = os.path.abspath(file)
-        if not spelled.startswith(spelled_root):
+        if not spelled.startswith(spelled_prefix):
             continue  # a file given outside --raw on purpose (e.g. a user table)
         folder, name = os.path.split(spelled)
-        if folder not in outside:  # each folder is resolved once: resolving every file costs a stat per component
-            outside[folder] = _outside(root, os.path.realpath(folder))
-        if os.path.islink(spelled):
-            resolved = _outside(root, os.path.realpath(spelled))
-        else:
-            resolved = outside[folder] and os.path.join(outside[folder], name)
-        if resolved:
+        resolved = _resolve(os.path.join(real(folder), name))
+        if resolved != root and not resolved.startswith(inside):
             raise BadRecord(file, f"is a symlink leading outside --raw (to {resolved}); pass "
                                   "--follow-symlinks to read it")
 
 
-def _outside(root: str, resolved: str) -> str | None:
-    """``resolved`` when it lies outside ``root`` (both real paths), else None."""
-    return None if os.path.commonpath([root, resolved]) == root else resolved
+def _resolve(path: str) -> str:
+    """``path`` (whose folder is already a real path) with its last component resolved when it is a symlink."""
+    return os.path.realpath(path) if os.path.islink(path) else path

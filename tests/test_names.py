@@ -91,3 +91,20 @@ def test_follow_symlinks_is_a_shared_option() -> None:
 
     for command in ("rod", "vsod", "mvp-n", "coco", "imagenet-c", "quickdraw", "changeit", "build", "rebuild"):
         assert "--follow-symlinks" in CliRunner().invoke(main, [command, "--help"]).output, command
+
+
+def test_a_symlink_reached_through_another_is_resolved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pb_build import names
+
+    raw, elsewhere = tmp_path / "raw", tmp_path / "elsewhere"
+    (raw / "real" / "deep").mkdir(parents=True)
+    elsewhere.mkdir()
+    for folder in (raw / "real" / "deep", elsewhere):
+        (folder / "a.png").write_bytes(b"x")
+    (raw / "alias").symlink_to("real")  # relative, stays inside
+    (raw / "real" / "away").symlink_to("../../elsewhere")  # relative, leaves --raw
+    (raw / "real" / "deep" / "up.png").symlink_to("../../real/deep/a.png")
+    monkeypatch.setenv(names.FOLLOW_ENV, "0")
+    names.check_inside(raw, [raw / "alias" / "deep" / "a.png", raw / "alias" / "deep" / "up.png", raw])
+    with pytest.raises(BadRecord, match=r"alias/away/a\.png: is a symlink leading outside --raw \(to .*/elsewhere/a"):
+        names.check_inside(raw, [raw / "alias" / "deep" / "a.png", raw / "alias" / "away" / "a.png"])
