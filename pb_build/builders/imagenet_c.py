@@ -252,7 +252,7 @@ def _choose(wnid: str, candidates: dict[str, list[str]], config: Config) -> list
             for f in sorted(chosen)]
 
 
-def _plan_tree(root: Path, config: Config, on_bad: OnBad) -> tuple[list[WorkUnit], list[Path], tuple[str, ...]]:
+def _plan_tree(root: Path, config: Config, on_bad: OnBad) -> tuple[list[WorkUnit], list[Path | str], tuple[str, ...]]:
     wanted = config.corruption_list
     present = tuple(c for c in wanted if (root / c).is_dir())
     preset = config.corruptions.strip()
@@ -265,7 +265,7 @@ def _plan_tree(root: Path, config: Config, on_bad: OnBad) -> tuple[list[WorkUnit
         raise PbBuildError(f"{root}: no folder for corruption(s) {', '.join(missing)}")
     by_wnid = raw.scan_tree(root, present, on_bad)
     units: list[WorkUnit] = []
-    files: list[Path] = []
+    files: list[Path | str] = []
     used: set[str] = set()
     for wnid in _classes(list(by_wnid), config, root):
         candidates: dict[str, list[str]] = {}
@@ -279,20 +279,20 @@ def _plan_tree(root: Path, config: Config, on_bad: OnBad) -> tuple[list[WorkUnit
                 handle_bad(bad, on_bad)
                 continue
             units.append(WorkUnit(f"{name}/{wnid}/{file}", Sample(image, corruption, "imagenet-c")))
-            files += [Path(p) for p in image.paths]
+            files += image.paths
             used.add(corruption)
     return units, files, tuple(c for c in raw.CORRUPTIONS if c in used)
 
 
-def _plan_clean(root: Path, config: Config, on_bad: OnBad) -> tuple[list[WorkUnit], list[Path], tuple[str, ...]]:
+def _plan_clean(root: Path, config: Config, on_bad: OnBad) -> tuple[list[WorkUnit], list[Path | str], tuple[str, ...]]:
     corruptions = config.corruption_list
     units: list[WorkUnit] = []
-    files: list[Path] = []
+    files: list[Path | str] = []
     for wnid in _classes(raw.scan_clean(root, on_bad), config, root):
         images = {img.file: img for img in raw.clean_images(root, wnid, on_bad)}
         for file, corruption in _choose(wnid, {f: list(corruptions) for f in images}, config):
             units.append(WorkUnit(f"{name}/{wnid}/{file}", Sample(images[file], corruption, "clean")))
-            files.append(Path(images[file].path))
+            files.append(images[file].path)
     return units, files, corruptions
 
 
