@@ -66,14 +66,20 @@ def _jpeg(img: np.ndarray, quality: int = 85) -> bytes:
     return buf.getvalue()
 
 
-def write_tree(root: Path, classes: int, images: int, corruptions: tuple[str, ...], seed: int = 0) -> Path:
-    """``<corruption>/<severity>/<wnid>/ILSVRC2012_val_XXXXXXXX.JPEG``; severities add more noise."""
+def write_tree(root: Path, classes: int, images: int, corruptions: tuple[str, ...], seed: int = 0,
+               per_image: int = 0) -> Path:
+    """``<corruption>/<severity>/<wnid>/ILSVRC2012_val_XXXXXXXX.JPEG``; severities add more noise. Each image is
+    written under every corruption, or under ``per_image`` of them in turn (a build reads one per image)."""
     rng = np.random.default_rng(seed)
     for w_idx, wnid in enumerate(raw.WNIDS[:classes]):
         for i in range(images):
             base = _picture(rng, TREE_SIZE, TREE_SIZE).astype(np.int16)
-            name = f"ILSVRC2012_val_{w_idx * images + i + 1:08d}.JPEG"
-            for corruption in corruptions:
+            number = w_idx * images + i
+            name = f"ILSVRC2012_val_{number + 1:08d}.JPEG"
+            chosen = corruptions
+            if per_image:
+                chosen = tuple(corruptions[(number + k) % len(corruptions)] for k in range(per_image))
+            for corruption in chosen:
                 for severity in raw.SEVERITIES:
                     folder = root / corruption / str(severity) / wnid
                     folder.mkdir(parents=True, exist_ok=True)

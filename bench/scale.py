@@ -6,6 +6,9 @@ scripts and of the tests), then prints, each the best of ``--repeat`` runs:
 - frames/s of a full release build with 1 worker and with 2, and their ratio (target >= 1.7);
 - the 1-worker build against a bare loop over the same samples that only calls the builder's ``build()`` (decode
   + transform + encode; nothing written, hashed or assembled) (target >= 0.8);
+- the floor: the bare loop plus only the output a release cannot do without (each official frame in its own file,
+  each frame in a parquet file), against the bare loop (the most any build can reach) and the 1-worker build
+  against it (what pb-build itself adds);
 - for QuickDraw, the 1-worker and the 2-worker build against a naive single-process PIL script producing the same
   output (PNG frames drawn with ImageDraw and a JSONL file) (target >= 3);
 - peak RSS of QuickDraw builds of two sizes (default 10,000 and 100,000 drawings) at 1 and 2 workers, each in its
@@ -76,7 +79,9 @@ def _imagenet_c(root: Path, scale: int) -> list[SourceJob]:
     corruptions = tuple(inc.Config().corruption_list)
     classes = max(1, min(200, scale // 40))
     per_class = max(2, scale // (20 * classes))  # past 200 classes (scale 8000) the classes grow instead
-    write_tree(root, classes, per_class, corruptions)
+    # Past the default scale each image is written under two corruptions only: the full tree holds 80 files per
+    # image, and a build reads the 5 of one
+    write_tree(root, classes, per_class, corruptions, per_image=0 if scale <= 8000 else 2)
     return [SourceJob(inc, inc.Config(per_class=per_class, corruptions=",".join(corruptions)), root)]
 
 
@@ -180,6 +185,47 @@ def time_bare(jobs: list[SourceJob]) -> tuple[float, int, float]:
         for job, planned in units:
             for unit in planned:
                 frames += len(job.builder.build(unit, job.config).frames)
+        seconds = time.perf_counter() - started
+    return seconds, frames, (cpu_seconds() - cpu) / seconds
+
+
+def time_floor(jobs: list[SourceJob], tmp: Path) -> tuple[float, int, float]:
+    """(seconds, frames, cores) of the bare loop plus the output a release cannot do without, and nothing else:
+    each official frame written once to its own file (folders as the official paths name them), and each
+    episode's frames appended to one parquet file (snappy, a row group per 25 episodes). No hashing, records,
+    shards, planning or assembly; pyarrow is warmed up before the clock starts. ``floor / bare`` bounds what any
+    build writing both layouts can reach on this machine."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    units = [(job, list(job.builder.plan(job.raw, job.config, None).units)) for job in jobs]  # untimed
+    out = tmp / f"floor-{time.monotonic_ns()}"
+    schema = pa.schema([("frames", pa.list_(pa.binary()))])
+    pa.array([[b""]], type=schema.field("frames").type)  # pyarrow's one-time pandas import, outside the clock
+    gc.collect()
+    frames, folders, batch = 0, set(), []
+    with one_opencv_thread():
+        cpu, started = cpu_seconds(), time.perf_counter()
+        out.mkdir()
+        with pq.ParquetWriter(out / "frames.parquet", schema, compression="snappy") as parquet:
+            for job, planned in units:
+                for unit in planned:
+                    ep = job.builder.build(unit, job.config)
+                    for file in ep.official.files:
+                        folder = file.path.rpartition("/")[0]
+                        if folder not in folders:
+                            os.makedirs(out / folder, exist_ok=True)
+                            folders.add(folder)
+                        fd = os.open(out / file.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                        os.write(fd, file.data)
+                        os.close(fd)
+                    batch.append({"frames": list(ep.frames)})
+                    if len(batch) == 25:
+                        parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
+                        batch = []
+                    frames += len(ep.frames)
+            if batch:
+                parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
         seconds = time.perf_counter() - started
     return seconds, frames, (cpu_seconds() - cpu) / seconds
 
@@ -291,6 +337,7 @@ def bench_source(name: str, scale: int, repeat: int, shards: int | None, tmp: Pa
 
     for _ in range(repeat):  # interleaved, so drift in the machine's load hits every row alike
         keep("bare", time_bare(jobs))
+        keep("floor", time_floor(jobs, tmp))
         keep("1 worker", time_build(jobs, 1, tmp, shard_size))
         keep("2 workers", time_build(jobs, 2, tmp, shard_size))
         if name == "quickdraw":
@@ -298,7 +345,8 @@ def bench_source(name: str, scale: int, repeat: int, shards: int | None, tmp: Pa
     fps = {k: frames / seconds for k, (seconds, frames, _) in best.items()}
     row = {"source": name, "samples": units, "shard_size": shard_size or "auto", "frames": best["1 worker"][1],
            "fps": fps, "seconds": {k: v[0] for k, v in best.items()}, "cores": {k: v[2] for k, v in best.items()},
-           "2w/1w": fps["2 workers"] / fps["1 worker"], "1w/bare": fps["1 worker"] / fps["bare"]}
+           "2w/1w": fps["2 workers"] / fps["1 worker"], "1w/bare": fps["1 worker"] / fps["bare"],
+           "floor/bare": fps["floor"] / fps["bare"], "1w/floor": fps["1 worker"] / fps["floor"]}
     if "naive PIL" in fps:
         row["1w/naive"] = fps["1 worker"] / fps["naive PIL"]
         row["2w/naive"] = fps["2 workers"] / fps["naive PIL"]
@@ -326,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pb-bench-scale-") as tmp_name:
         tmp = Path(tmp_name)
         print(f"{'source':11s} {'samples':>7s} {'shard':>5s} {'frames':>7s} {'1w s':>6s} {'bare f/s':>9s} "
-              f"{'1w f/s':>8s} {'2w f/s':>8s} {'2w/1w':>6s} {'1w/bare':>7s} {'naive PIL 1w/2w':>15s} "
+              f"{'1w f/s':>8s} {'2w f/s':>8s} {'2w/1w':>6s} {'1w/bare':>7s} {'floor/bare':>10s} {'1w/floor':>8s} "
+              f"{'naive PIL 1w/2w':>15s} "
               f"{'cores 1w':>8s} {'cores 2w':>8s}")
         for name in args.sources:
             row = bench_source(name, int(SOURCES[name][1] * args.scale), args.repeat, args.shards or None, tmp)
@@ -334,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             naive = f"{row['1w/naive']:.2f} / {row['2w/naive']:.2f}" if "1w/naive" in row else "-"
             print(f"{name:11s} {row['samples']:7d} {row['shard_size']:>5} {row['frames']:7d} "
                   f"{row['seconds']['1 worker']:6.1f} {row['fps']['bare']:9.1f} {row['fps']['1 worker']:8.1f} "
-                  f"{row['fps']['2 workers']:8.1f} {row['2w/1w']:6.2f} {row['1w/bare']:7.2f} {naive:>15s} "
+                  f"{row['fps']['2 workers']:8.1f} {row['2w/1w']:6.2f} {row['1w/bare']:7.2f} {row['floor/bare']:10.2f} "
+                  f"{row['1w/floor']:8.2f} {naive:>15s} "
                   f"{row['cores']['1 worker']:8.2f} {row['cores']['2 workers']:8.2f}", flush=True)
         for n in args.rss_sizes:
             for workers in (1, 2):
