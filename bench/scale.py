@@ -174,10 +174,15 @@ def time_build(jobs: list[SourceJob], workers: int, tmp: Path, shard_size: int |
     return seconds, sum(r.frames for r in reports), (cpu_seconds() - cpu) / seconds
 
 
+def planned_units(jobs: list[SourceJob]) -> list[tuple[SourceJob, list]]:
+    """Each job with the work units its builder plans, for the loops that call ``build()`` themselves."""
+    return [(job, list(job.builder.plan(job.raw, job.config, None).units)) for job in jobs]
+
+
 def time_bare(jobs: list[SourceJob]) -> tuple[float, int, float]:
     """(seconds, frames, cores) of calling build() on every planned unit in this process, keeping nothing; OpenCV
     single-threaded, as in a build's workers."""
-    units = [(job, list(job.builder.plan(job.raw, job.config, None).units)) for job in jobs]  # untimed
+    units = planned_units(jobs)  # untimed
     gc.collect()
     frames = 0
     with one_opencv_thread():
@@ -198,7 +203,7 @@ def time_floor(jobs: list[SourceJob], tmp: Path) -> tuple[float, int, float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    units = [(job, list(job.builder.plan(job.raw, job.config, None).units)) for job in jobs]  # untimed
+    units = planned_units(jobs)  # untimed
     out = tmp / f"floor-{time.monotonic_ns()}"
     schema = pa.schema([("frames", pa.list_(pa.binary()))])
     pa.array([[b""]], type=schema.field("frames").type)  # pyarrow's one-time pandas import, outside the clock
@@ -375,8 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp_name)
         print(f"{'source':11s} {'samples':>7s} {'shard':>5s} {'frames':>7s} {'1w s':>6s} {'bare f/s':>9s} "
               f"{'1w f/s':>8s} {'2w f/s':>8s} {'2w/1w':>6s} {'1w/bare':>7s} {'floor/bare':>10s} {'1w/floor':>8s} "
-              f"{'naive PIL 1w/2w':>15s} "
-              f"{'cores 1w':>8s} {'cores 2w':>8s}")
+              f"{'naive PIL 1w/2w':>15s} {'cores 1w':>8s} {'cores 2w':>8s}")
         for name in args.sources:
             row = bench_source(name, int(SOURCES[name][1] * args.scale), args.repeat, args.shards or None, tmp)
             rows.append(row)

@@ -123,6 +123,7 @@ def quick_fingerprint(root: Path, files: list[Path | str]) -> str:
 
 
 def inventory_digest(inventory: list[dict[str, Any]]) -> str:
+    """sha256 of an inventory's canonical JSON: what ``inputs.json`` records of the raw files."""
     return hashlib.sha256(json.dumps(inventory, sort_keys=True).encode()).hexdigest()
 
 
