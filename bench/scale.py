@@ -203,6 +203,8 @@ def time_floor(jobs: list[SourceJob], tmp: Path) -> tuple[float, int, float]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from pb_build.writers.official import _store as store  # the official writer's own file write, nothing added
+
     units = planned_units(jobs)  # untimed
     out = tmp / f"floor-{time.monotonic_ns()}"
     schema = pa.schema([("frames", pa.list_(pa.binary()))])
@@ -221,9 +223,7 @@ def time_floor(jobs: list[SourceJob], tmp: Path) -> tuple[float, int, float]:
                         if folder not in folders:
                             os.makedirs(out / folder, exist_ok=True)
                             folders.add(folder)
-                        fd = os.open(out / file.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-                        os.write(fd, file.data)
-                        os.close(fd)
+                        store(os.path.join(out, file.path), file.data)
                     batch.append({"frames": list(ep.frames)})
                     if len(batch) == 25:
                         parquet.write_table(pa.Table.from_pylist(batch, schema=schema))
