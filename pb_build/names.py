@@ -80,12 +80,45 @@ def check_inside(raw_root: Path, files: Iterable[Path | str]) -> None:
             known = real_folders[spelled] = _resolve(os.path.join(real(parent), name))
         return known
 
+    links: dict[str, frozenset[str]] = {}
+
+    def symlinks_in(folder: str) -> frozenset[str]:
+        """The names of the symlinks in a (real) folder: one scandir per folder instead of an lstat per file
+        (a third of VSOD's planning); a folder that cannot be listed holds none (its files fail when read)."""
+        known = links.get(folder)
+        if known is None:
+            try:
+                with os.scandir(folder) as entries:
+                    known = frozenset(e.name for e in entries if e.is_symlink())
+            except OSError:
+                known = frozenset()
+            links[folder] = known
+        return known
+
+    folders: dict[str, str | None] = {}  # a folder as spelled in ``files`` -> its real path (None: outside)
+
+    def real_folder(spelled_folder: str) -> str | None:
+        known = folders.get(spelled_folder, "")
+        if known == "":
+            spelled = os.path.abspath(spelled_folder)
+            inside_root = spelled == spelled_root or spelled.startswith(spelled_prefix)
+            known = folders[spelled_folder] = real(spelled) if inside_root else None
+        return known
+
     for file in files:
-        spelled = os.path.abspath(file)
-        if not spelled.startswith(spelled_prefix):
+        # Split once and look the folder up: per file, abspath and join cost more than the check itself
+        folder, name = os.path.split(os.fspath(file))
+        if name in ("", ".", ".."):
+            folder, name = os.path.split(os.path.abspath(file))
+        resolved_folder = real_folder(folder)
+        if resolved_folder is None:
             continue  # a file given outside --raw on purpose (e.g. a user table)
-        folder, name = os.path.split(spelled)
-        resolved = _resolve(os.path.join(real(folder), name))
+        if name in symlinks_in(resolved_folder):
+            resolved = os.path.realpath(os.path.join(resolved_folder, name))
+        elif resolved_folder == root or resolved_folder.startswith(inside):
+            continue  # a plain name in a folder inside the root
+        else:
+            resolved = os.path.join(resolved_folder, name)
         if resolved != root and not resolved.startswith(inside):
             raise BadRecord(file, f"is a symlink leading outside --raw (to {resolved}); pass "
                                   "--follow-symlinks to read it")
