@@ -68,6 +68,27 @@ def test_same_seed_is_byte_identical_and_other_seed_differs(small_raw: Path, tmp
     assert keys(a) != keys(c), "a new seed must resample the drawings"
 
 
+def test_the_streamed_manifest_is_the_plain_json_text(small_raw: Path, tmp_path: Path) -> None:
+    from pb_build.manifests import manifest as manifests
+
+    out = build(small_raw, tmp_path / "rel", per_class=3, pool=6)
+    manifest = manifests.read(out)
+    assert (out / "manifest.json").read_text(encoding="utf-8") == manifests.dumps(manifest.to_dict())
+    # Raw files the direct formatter takes and ones it hands to json (odd strings, a bool, another shape)
+    entry = manifest.sources[0]
+    entry.raw.files = [{"path": 'odd "näme"\\ \u2028.ndjson', "sha256": "ab", "size": 3},
+                       {"path": "b", "sha256": "c", "size": True},
+                       {"path": "c", "sha256": "d", "size": 1, "extra": [1, {"x": None, "y": 0.5}]},
+                       *entry.raw.files]
+    expected = manifests.dumps(manifest.to_dict())
+    keys, entry.keys = entry.keys, []
+    files = entry.raw.files
+    (tmp_path / "again").mkdir()
+    manifests.write_streaming(tmp_path / "again", manifest, {entry.source: lambda: iter(keys)})
+    assert (tmp_path / "again" / "manifest.json").read_text(encoding="utf-8") == expected
+    assert entry.raw.files is files
+
+
 def test_any_number_of_workers_gives_the_same_bytes(small_raw: Path, tmp_path: Path) -> None:
     one = build(small_raw, tmp_path / "one", workers=1, per_class=5, pool=6)
     two = build(small_raw, tmp_path / "two", workers=2, per_class=5, pool=6)

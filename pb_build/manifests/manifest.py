@@ -258,29 +258,51 @@ def read_dict(root: Path) -> dict[str, Any]:
 
 def write_streaming(root: Path, manifest: Manifest, keys: dict[str, Callable[[], Iterator[str]]]) -> Path:
     """Write ``root/manifest.json`` with each listed source's ``keys`` streamed from ``keys[source]`` (an
-    iterable factory) instead of held in memory; the text is the same as :func:`write` of the full manifest."""
-    marks = {}
+    iterable factory) instead of held in memory, and the raw file lists written by :func:`_item_lines`; the text
+    is the same as :func:`write` of the full manifest."""
+    lists: dict[str, Callable[[str], Iterator[str]]] = {}  # placeholder -> its items' text, given their indent
+    raw_files = {e.source: e.raw.files for e in manifest.sources}
     for e in manifest.sources:
         if e.source in keys:
-            marks[e.source] = f"\x00keys of {e.source}\x00"
-            e.keys = [marks[e.source]]
+            mark = f"\x00keys of {e.source}\x00"
+            lists[mark] = lambda indent, stream=keys[e.source]: (indent + json.dumps(k, ensure_ascii=False)
+                                                                 for k in stream())
+            e.keys = [mark]
+        if e.raw.files:
+            mark = f"\x00raw files of {e.source}\x00"
+            lists[mark] = lambda indent, files=e.raw.files: _item_lines(files, indent)
+            e.raw.files = [mark]
     try:
         text = dumps(manifest.to_dict())
     finally:
         for e in manifest.sources:
-            if e.source in marks:
+            e.raw.files = raw_files[e.source]
+            if e.source in keys:
                 e.keys = []
     dest = root / MANIFEST
     with open(dest, "w", encoding="utf-8", newline="\n") as handle:
-        for source, mark in marks.items():
+        for mark in sorted(lists, key=lambda m: text.index(json.dumps(m))):
             at = text.index(json.dumps(mark))
             line_start = text.rindex("\n", 0, at) + 1
             handle.write(text[:line_start])
-            indent = text[line_start:at]
-            first = True
-            for key in keys[source]():
-                handle.write(("" if first else ",\n") + indent + json.dumps(key, ensure_ascii=False))
-                first = False
+            for n, item in enumerate(lists[mark](text[line_start:at])):  # one at a time: keys are not in memory
+                handle.write(item if n == 0 else ",\n" + item)
             text = text[at + len(json.dumps(mark)):]
         handle.write(text)
     return dest
+
+
+def _item_lines(items: list[Any], indent: str) -> Iterator[str]:
+    """The text :func:`dumps` gives each item of a list at ``indent``. A raw file (path, sha256, size) is
+    formatted directly: json's indenting encoder is pure Python, and took 0.15 s for 16,000 files."""
+    inner = indent + "  "
+    for item in items:
+        if (type(item) is dict and item.keys() == {"path", "sha256", "size"} and type(item["size"]) is int
+                and type(item["path"]) is str and type(item["sha256"]) is str):
+            yield (f'{indent}{{\n{inner}"path": {_string(item["path"])},\n{inner}"sha256": '
+                   f'{_string(item["sha256"])},\n{inner}"size": {item["size"]}\n{indent}}}')
+        else:
+            yield indent + json.dumps(item, indent=2, sort_keys=True, ensure_ascii=False).replace("\n", "\n" + indent)
+
+
+_string = json.encoder.encode_basestring  # how json.dumps(..., ensure_ascii=False) writes a string
