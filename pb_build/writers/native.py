@@ -229,3 +229,15 @@ def read_rows(paths: list[Path]):
         pf = pq.ParquetFile(path)
         for rg in range(pf.num_row_groups):
             yield from pf.read_row_group(rg).to_pylist()
+
+
+def head_rows(paths: list[Path], n: int) -> list[dict]:
+    """The first ``n`` rows of parquet shards as dicts, decoding only the batch that holds them (a whole row
+    group of frames took a tenth of a second)."""
+    rows: list[dict] = []
+    for path in paths:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=n):
+            rows += batch.to_pylist()
+            if len(rows) >= n:
+                return rows[:n]
+    return rows
