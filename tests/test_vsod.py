@@ -294,17 +294,19 @@ def test_manifest_records_labels_and_ineligible_segments(mm20, release):
 
     assert notes["labels"] == {"file": "labels.csv", "size": labels.stat().st_size,
                                "sha256": hashlib.sha256(labels.read_bytes()).hexdigest(), "rows": len(LABELS)}
-    assert notes["ineligible_segments"] == [
-        {"segment": "seg_c", "reason": "no occluded frame (no annotation has an <object>)", "questions": 1}]
+    assert "ineligible_segments" not in notes
     assert notes["unlabelled_segments"] == 1
     assert entry["ineligible"] == {"no occluded frame (no annotation has an <object>)": 1}
-    assert entry["ineligible_items"][0]["key"] == "vsod/test/seg_c"
+    assert entry["ineligible_items"] == [{"key": "vsod/test/seg_c", "reason": "no occluded frame (no annotation "
+                                          "has an <object>)", "detail": "1 labelled question(s)"}]
     assert entry["counts"]["samples"] == N_SAMPLES and entry["counts"]["skipped"] == 0
     paths = {f["path"] for f in entry["raw"]["files"]}
     assert {"OcclusionDataSet-MM20/Data/test/seg_a/1.jpg", "OcclusionDataSet-MM20/Annotations/test/seg_e/frame_004.xml"
             } <= paths
     assert "labels.csv" not in paths  # outside the raw folder: recorded in notes only
-    assert not any("seg_c" in p or "seg_d" in p for p in paths)
+    # seg_c's annotations are read to find it ineligible; seg_d is not labelled, so not read
+    assert "OcclusionDataSet-MM20/Annotations/test/seg_c/0000.xml" in paths
+    assert not any("seg_d" in p for p in paths)
     assert entry["parameters"]["labels"].endswith("labels.csv")
 
 
@@ -758,7 +760,7 @@ def test_a_segment_without_occlusion_is_skipped_with_a_reason(mm20, tmp_path):
     out = build(raw_dir, labels, tmp_path / "rel")
     entry = read_manifest(out)["sources"][0]
     assert entry["counts"]["samples"] == 1 and entry["counts"]["skipped"] == 0
-    assert entry["notes"]["ineligible_segments"][0]["segment"] == "seg_c"
+    assert [item["key"] for item in entry["ineligible_items"]] == ["vsod/test/seg_c"]
 
 
 def test_missing_tree_and_split(tmp_path, mm20):

@@ -18,6 +18,8 @@ people is best written as a word or with a noun (``"Two"``, ``"3 people"``; a ba
 A relative ``--labels`` path is looked up in the raw folder first, then in the current folder. The file's name,
 size and sha256 are recorded in the manifest (``notes.labels``); a labels file inside the raw folder is also
 listed with the raw files, so ``pb-build rebuild`` checks it and the manifest holds no machine-specific path.
+The raw files are every frame and XML of the labelled segments: planning lists them first, then parses the
+annotations segment by segment while the first shards build, so an ineligible segment's files are listed too.
 
 Construction (ProactiveBench, arXiv 2603.19466, App. A.2, and the official VSOD environment), per labelled segment:
 
@@ -30,8 +32,8 @@ Construction (ProactiveBench, arXiv 2603.19466, App. A.2, and the official VSOD 
   is hidden). **Reference frame**: the unoccluded frame nearest to the first frame in circular distance (the
   moves are circular), ties broken towards waiting (the later frame).
 * Eligibility: a segment with no occluded frame, and a segment whose every frame is occluded (no reference frame)
-  are excluded, not an error: listed in ``notes.ineligible_segments`` and counted per reason in the manifest
-  (``--strict``: an error).
+  are excluded, not an error: listed in the manifest's ``ineligible_items`` (key ``vsod/<split>/<segment>``,
+  the reason, and how many labelled questions it had) and counted per reason (``--strict``: an error).
 * One state per frame, all showing the three options; REWIND leads to frame ``k - 1``, wait to ``k + 1``, both
   modulo ``num_images``; both moves and the correct category are valid at every turn; ``max_steps =
   num_images``. The video pre-prompt and the VSOD hint are the official strings.
@@ -55,6 +57,7 @@ each frame once. ``--max-side`` bounds the frame size.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -70,8 +73,11 @@ from pb_build.seeding import draw, pick, sample_rng, shuffled
 from pb_build.strings import category_string
 
 name = "vsod"
-VERSION = "1.0.0"
-RELEASE_NOTES = {"1.0.0": "First pb-build OcclusionDataSet-MM20 (VSOD) builder."}
+VERSION = "1.1.0"
+RELEASE_NOTES = {"1.0.0": "First pb-build OcclusionDataSet-MM20 (VSOD) builder.",
+                 "1.1.0": "Annotations are parsed while the first shards build: ineligible segments move from "
+                          "notes.ineligible_segments to ineligible_items only, and their files are listed with "
+                          "the raw files."}
 POOL_VERSION = "pb-build-vsod-1"
 
 info = SourceInfo(
@@ -260,7 +266,8 @@ def choose_frames(segment: raw.Segment, threshold: float) -> tuple[int, int, boo
 
 
 def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
-    """Read the labels, pair and parse the labelled segments' annotations, and plan one unit per label row."""
+    """Read the labels and list the labelled segments' files now; parse their annotations and plan one unit per
+    label row lazily, segment by segment, so the first shards build while later segments are parsed."""
     if not config.labels:
         raise PbBuildError("--labels is required: OcclusionDataSet-MM20 has no question labels; supply a CSV with "
                            "header segment,question_type,answer[,distractors] (see pb_build/builders/vsod.py)")
@@ -277,37 +284,73 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             continue
         seen.add((row.segment, row.question_type))
         rows.append(row)
-    answers = {q: sorted((r.answer for r in rows if r.question_type == q), key=category_string)
-               for q in raw.QUESTION_TYPES}
-    # Each question type's distinct answers once, with their normalised keys: a row's pool is this list less its
-    # own answer and distractors (the same list _distinct gives per row, without reading every row per row)
-    distinct = {q: [(cat, normalise_text(cat)) for cat in _distinct(texts, set())] for q, texts in answers.items()}
     by_segment: dict[str, list[raw.LabelRow]] = {}
     for row in rows:
         by_segment.setdefault(row.segment, []).append(row)
-    units: list[WorkUnit] = []
+    listed: list[_Listed] = []
     files: list[Path | str] = []
-    ineligible: list[dict] = []
-    excluded: list[Ineligible] = []
     for seg_name in sorted(by_segment, key=raw.natural_key):
         try:
             if "{" in seg_name or "}" in seg_name:
                 raise BadRecord(root / "Data" / config.split / seg_name, "segment name contains a brace, which "
                                 "the official image_template cannot hold")
-            segment = raw.read_segment(root, config.split, seg_name)
-            extension = _extension(segment, config)
+            pairs = raw.list_segment(root, config.split, seg_name)
+            extension = _extension([image for image, _ in pairs], config)
+        except BadRecord as bad:
+            handle_bad(bad, on_bad)
+            continue
+        order = sorted(by_segment[seg_name], key=lambda r: raw.QUESTION_TYPES.index(r.question_type))
+        listed.append(_Listed(seg_name, pairs, extension, order))
+        files += [p for pair in pairs for p in pair]
+    inside = _inside(labels, raw_dir)
+    if inside is not None:
+        files.insert(0, inside)
+    check_inside(raw_dir, files)
+    notes = {
+        "pool_version": POOL_VERSION,
+        "labels": {"file": labels.name, "size": labels.stat().st_size, "sha256": sha256_file(labels),
+                   "rows": len(rows)},
+        "strong_threshold": config.strong_threshold,
+        "unlabelled_segments": len(known - set(by_segment)),
+    }
+    result = Plan(units=[], raw_files=files, raw_root=raw_dir, notes=notes,
+                  total=sum(len(seg.rows) for seg in listed))
+    result.units = _units(listed, rows, config, on_bad, result.ineligible)
+    return result
+
+
+@dataclass(frozen=True)
+class _Listed:
+    """A labelled segment whose files are listed and paired, its annotations not yet parsed."""
+
+    name: str
+    pairs: list[tuple[str, str]]
+    extension: str
+    rows: list[raw.LabelRow]
+
+
+def _units(listed: list[_Listed], rows: list[raw.LabelRow], config: Config, on_bad: OnBad,
+           ineligible: list[Ineligible]) -> Iterator[WorkUnit]:
+    """Parse each listed segment's annotations, choose its frames and yield a unit per labelled question (an
+    ineligible segment is appended to ``ineligible`` instead)."""
+    answers = {q: sorted((r.answer for r in rows if r.question_type == q), key=category_string)
+               for q in raw.QUESTION_TYPES}
+    # Each question type's distinct answers once, with their normalised keys: a row's pool is this list less its
+    # own answer and distractors (the same list _distinct gives per row, without reading every row per row)
+    distinct = {q: [(cat, normalise_text(cat)) for cat in _distinct(texts, set())] for q, texts in answers.items()}
+    for seg in listed:
+        try:
+            segment = raw.parse_segment(config.split, seg.name, seg.pairs)
         except BadRecord as bad:
             handle_bad(bad, on_bad)
             continue
         chosen = choose_frames(segment, config.strong_threshold)
         if isinstance(chosen, str):
-            ineligible.append({"segment": seg_name, "reason": chosen, "questions": len(by_segment[seg_name])})
-            excluded.append(Ineligible(f"{name}/{config.split}/{seg_name}", chosen,
-                                       f"{len(by_segment[seg_name])} labelled question(s)"))
+            ineligible.append(Ineligible(f"{name}/{config.split}/{seg.name}", chosen,
+                                         f"{len(seg.rows)} labelled question(s)"))
             continue
         first, reference, strong = chosen
-        planned = 0
-        for row in sorted(by_segment[seg_name], key=lambda r: raw.QUESTION_TYPES.index(r.question_type)):
+        for row in seg.rows:
             own = _distinct(list(row.distractors), {normalise_text(category_string(row.answer))})
             taken = {normalise_text(c) for c in (category_string(row.answer), *own)}
             pool = [cat for cat, key in distinct[row.question_type] if key not in taken]
@@ -316,28 +359,12 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
                                "(3 needed): add distractors to this row or more labelled segments", row.line), on_bad)
                 continue
             sample = Sample(
-                split=config.split, segment=seg_name, frames=tuple(f.image for f in segment.frames),
-                extension=extension, first=first, reference=reference, fraction=segment.frames[first].fraction,
+                split=config.split, segment=seg.name, frames=tuple(f.image for f in segment.frames),
+                extension=seg.extension, first=first, reference=reference, fraction=segment.frames[first].fraction,
                 strong=strong, question_type=row.question_type, answer=category_string(row.answer),
                 distractors=tuple(own), pool=tuple(pool), labels_line=row.line,
             )
-            units.append(WorkUnit(f"{name}/{config.split}/{seg_name}/{row.question_type}", sample))
-            planned += 1
-        if planned:
-            files += [p for f in segment.frames for p in (f.image, f.xml)]
-    inside = _inside(labels, raw_dir)
-    if inside is not None:
-        files.insert(0, inside)
-    notes = {
-        "pool_version": POOL_VERSION,
-        "labels": {"file": labels.name, "size": labels.stat().st_size, "sha256": sha256_file(labels),
-                   "rows": len(rows)},
-        "strong_threshold": config.strong_threshold,
-        "ineligible_segments": ineligible,
-        "unlabelled_segments": len(known - set(by_segment)),
-    }
-    check_inside(raw_dir, files)
-    return Plan(units=units, raw_files=files, raw_root=raw_dir, notes=notes, ineligible=excluded)
+            yield WorkUnit(f"{name}/{config.split}/{seg.name}/{row.question_type}", sample)
 
 
 def _labels_path(raw_dir: Path, given: str) -> Path:
@@ -359,12 +386,12 @@ def _inside(path: Path, folder: Path) -> Path | None:
         return None
 
 
-def _extension(segment: raw.Segment, config: Config) -> str:
+def _extension(images: list[str], config: Config) -> str:
     if config.max_side:
         return ".jpg"
-    suffixes = sorted({os.path.splitext(f.image)[1].lower() for f in segment.frames})  # pathlib: 0.07 s more per 8,000
+    suffixes = sorted({os.path.splitext(image)[1].lower() for image in images})  # pathlib: 0.07 s more per 8,000
     if len(suffixes) > 1:
-        raise BadRecord(Path(segment.frames[0].image).parent, f"segment mixes frame formats {', '.join(suffixes)}; "
+        raise BadRecord(Path(images[0]).parent, f"segment mixes frame formats {', '.join(suffixes)}; "
                         "pass --max-side to re-encode them as JPEG")
     return suffixes[0]
 

@@ -109,8 +109,8 @@ def natural_key(name: str) -> tuple:
     return (parts, name)
 
 
-def read_segment(root: Path, split: str, name: str) -> Segment:
-    """List and pair the frames of one segment and parse their annotations."""
+def list_segment(root: Path, split: str, name: str) -> list[tuple[str, str]]:
+    """(frame image, XML) paths of one segment in playback order, paired and checked, nothing parsed."""
     data_dir, ann_dir = root / "Data" / split / name, root / "Annotations" / split / name
     if not data_dir.is_dir():
         raise BadRecord(data_dir, "segment folder missing under Data/ (Data/Annotations mismatch)")
@@ -127,12 +127,20 @@ def read_segment(root: Path, split: str, name: str) -> Segment:
     if len(images) != len(xmls):
         raise BadRecord(data_dir, f"{len(images)} frame(s) but {len(xmls)} annotation(s) in {ann_dir}; frames and "
                                   "XML files pair by sorted position (Data/Annotations mismatch)")
-    frames = []
-    for (image_name, image), (_, xml) in zip(images, xmls, strict=True):
+    for image_name, image in images:
         check_component(image_name, image, "frame file name")
-        boxes, fraction = parse_annotation(xml, image)
-        frames.append(FrameAnnotation(image, xml, boxes, fraction))
-    return Segment(split, name, tuple(frames))
+    return [(image, xml) for (_, image), (_, xml) in zip(images, xmls, strict=True)]
+
+
+def parse_segment(split: str, name: str, files: list[tuple[str, str]]) -> Segment:
+    """The segment of listed (image, XML) pairs (:func:`list_segment`) with their annotations parsed."""
+    return Segment(split, name, tuple(FrameAnnotation(image, xml, *parse_annotation(xml, image))
+                                      for image, xml in files))
+
+
+def read_segment(root: Path, split: str, name: str) -> Segment:
+    """List and pair the frames of one segment and parse their annotations."""
+    return parse_segment(split, name, list_segment(root, split, name))
 
 
 def _files(folder: str) -> list[tuple[str, str]]:
