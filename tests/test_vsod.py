@@ -628,6 +628,26 @@ def test_xml_without_the_expected_tags(mm20, tmp_path):
     assert [s["path"] for s in skips] == ["OcclusionDataSet-MM20/Annotations/test/seg_b/000003.xml"]
 
 
+def test_a_bad_annotation_found_while_shards_build_fails_cleanly(mm20, tmp_path):
+    """Annotations are parsed while earlier segments' shards build: a malformed XML in the last segment fails the
+    build naming it, after shards went out, and leaves nothing at the target; fixed, the build is as a clean one."""
+    raw_dir, labels = mm20
+    clean = build(raw_dir, labels, tmp_path / "clean")
+    xml = seg_dir(raw_dir, "Annotations", "seg_e") / "frame_004.xml"
+    good = xml.read_text()
+    xml.write_text("<annotation>\n<object>\n</annotation>\n")
+    job = SourceJob(vsod, vsod.Config(labels=str(labels)), raw_dir)
+    out = tmp_path / "rel"
+    with pytest.raises(BadRecord, match=r"seg_e/frame_004\.xml:3: malformed XML"):
+        build_release(out, [job], workers=2, progress=False, shard_size=1)
+    assert not out.exists()
+    xml.write_text(good)
+    build_release(out, [job], workers=2, progress=False, shard_size=1)
+    assert (out / "SHA256SUMS").read_bytes() != b""
+    assert read_manifest(out)["sources"][0]["keys"] == read_manifest(clean)["sources"][0]["keys"]
+    assert records(out) == records(clean)
+
+
 def test_missing_or_zero_size_uses_the_frame_size(tmp_path):
     frame = tmp_path / "f.jpg"
     assert cv2.imwrite(str(frame), np.zeros((H, W, 3), np.uint8))
