@@ -13,7 +13,7 @@ A violation is a :class:`BadRecord` naming the file and the field (skippable wit
 from __future__ import annotations
 
 import os
-import unicodedata
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,11 +24,14 @@ FOLLOW_ENV = "PB_BUILD_FOLLOW_SYMLINKS"
 _SEPARATORS = ("/", "\\")
 
 
+# Every character of Unicode categories Cc, Zl and Zp (fixed sets); one regex search instead of a category
+# lookup per character, which was a third of listing ImageNet-C's or VSOD's raw files
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def _bad_char(value: str) -> str | None:
-    for ch in value:
-        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
-            return ch
-    return None
+    found = CONTROL.search(value)
+    return found.group() if found else None
 
 
 def check_text(value: str, where: str | Path, field: str, line: int | None = None) -> str:

@@ -50,6 +50,17 @@ def test_control_characters_in_coco_categories_and_imagenet_c_file_names(tmp_pat
     assert "file name 'bad\\nname.JPEG' contains the control character" in skipped[0].cause
 
 
+def test_the_control_character_set_is_unicode_cc_zl_and_zp() -> None:
+    import sys
+    import unicodedata
+
+    from pb_build.names import CONTROL
+
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    expected = {ch for ch in every if unicodedata.category(ch) in ("Cc", "Zl", "Zp")}
+    assert set(CONTROL.findall(every)) == expected and len(expected) == 67
+
+
 def test_symlinks_leaving_raw_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pb_build import names
 
