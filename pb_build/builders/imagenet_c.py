@@ -42,6 +42,7 @@ Corruption -> action key -> quality option (``ACTION_OF``, ``QUALITY_OPTIONS``):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -270,7 +271,8 @@ def _plan_tree(root: Path, config: Config, on_bad: OnBad) -> tuple[list[WorkUnit
     for wnid in _classes(list(by_wnid), config, root):
         candidates: dict[str, list[str]] = {}
         for corruption in by_wnid[wnid]:
-            for file in raw.list_images(root / corruption / "5" / wnid, on_bad):
+            # A string path: a Path per class and corruption was a tenth of planning
+            for file in raw.list_images(os.path.join(root, corruption, "5", wnid), on_bad):
                 candidates.setdefault(file, []).append(corruption)
         for file, corruption in _choose(wnid, candidates, config):
             try:

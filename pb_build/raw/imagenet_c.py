@@ -97,7 +97,7 @@ def _bad(bad: BadRecord, on_bad: OnBad) -> None:
     on_bad(bad)
 
 
-def _entries(folder: Path) -> list[os.DirEntry]:
+def _entries(folder: Path | str) -> list[os.DirEntry]:
     """The visible entries of a folder, sorted by name."""
     try:
         with os.scandir(folder) as it:
@@ -127,7 +127,7 @@ def detect_layout(root: Path) -> str:
                        f"a folder of clean images (<wnid>/<file>); pass the folder that holds them")
 
 
-def list_images(folder: Path, on_bad: OnBad) -> list[str]:
+def list_images(folder: Path | str, on_bad: OnBad) -> list[str]:
     """The image file names of a class folder, sorted; other entries are bad records."""
     out: list[str] = []
     for e in _entries(folder):
