@@ -284,6 +284,11 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
             continue
         seen.add((row.segment, row.question_type))
         rows.append(row)
+    answers = {q: sorted((r.answer for r in rows if r.question_type == q), key=category_string)
+               for q in raw.QUESTION_TYPES}
+    # Each question type's distinct answers once, with their normalised keys: a row's pool is this list less its
+    # own answer and distractors (the same list _distinct gives per row, without reading every row per row)
+    distinct = {q: [(cat, normalise_text(cat)) for cat in _distinct(texts, set())] for q, texts in answers.items()}
     by_segment: dict[str, list[raw.LabelRow]] = {}
     for row in rows:
         by_segment.setdefault(row.segment, []).append(row)
@@ -313,10 +318,9 @@ def plan(raw_dir: Path, config: Config, on_bad: OnBad) -> Plan:
         "strong_threshold": config.strong_threshold,
         "unlabelled_segments": len(known - set(by_segment)),
     }
-    result = Plan(units=[], raw_files=files, raw_root=raw_dir, notes=notes,
-                  total=sum(len(seg.rows) for seg in listed))
-    result.units = _units(listed, rows, config, on_bad, result.ineligible)
-    return result
+    ineligible: list[Ineligible] = []  # filled while the units stream
+    return Plan(units=_units(listed, distinct, config, on_bad, ineligible), raw_files=files, raw_root=raw_dir,
+                notes=notes, total=sum(len(seg.rows) for seg in listed), ineligible=ineligible)
 
 
 @dataclass(frozen=True)
@@ -329,15 +333,10 @@ class _Listed:
     rows: list[raw.LabelRow]
 
 
-def _units(listed: list[_Listed], rows: list[raw.LabelRow], config: Config, on_bad: OnBad,
+def _units(listed: list[_Listed], distinct: dict[str, list[tuple[str, str]]], config: Config, on_bad: OnBad,
            ineligible: list[Ineligible]) -> Iterator[WorkUnit]:
     """Parse each listed segment's annotations, choose its frames and yield a unit per labelled question (an
-    ineligible segment is appended to ``ineligible`` instead)."""
-    answers = {q: sorted((r.answer for r in rows if r.question_type == q), key=category_string)
-               for q in raw.QUESTION_TYPES}
-    # Each question type's distinct answers once, with their normalised keys: a row's pool is this list less its
-    # own answer and distractors (the same list _distinct gives per row, without reading every row per row)
-    distinct = {q: [(cat, normalise_text(cat)) for cat in _distinct(texts, set())] for q, texts in answers.items()}
+    ineligible segment is appended to ``ineligible`` instead); ``distinct`` holds each question type's answers."""
     for seg in listed:
         try:
             segment = raw.parse_segment(config.split, seg.name, seg.pairs)
